@@ -1,0 +1,30 @@
+"""The Task protocol: where items come from and how responses are scored."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from bpa_gym.prompts import PromptTemplate
+from bpa_gym.types import Item, Score
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A task = an item source + a scorer + the default prompt template."""
+
+    #: Short name, e.g. ``"gsm8k"``.
+    name: str
+    #: Splits :meth:`load` accepts.
+    splits: tuple[str, ...]
+
+    def load(self, split: str) -> list[Item]:
+        """All items of ``split``, in the dataset's order."""
+        ...
+
+    def score(self, response: str, item: Item) -> Score:
+        """Judge one Receiver response against the item's gold answer."""
+        ...
+
+    def default_template(self) -> PromptTemplate:
+        """The prompt template used when the caller gives none."""
+        ...
