@@ -15,7 +15,25 @@ ENV_SPECS: list[tuple[str, str, dict, str]] = [
         "GSM8K math: observe a question, signal a Receiver LLM, reward = its correctness",
     ),
     # --- tabular envs (exact LP oracle) ---
+    (
+        "BayesPersuasion-Tabular-v0",
+        "bpa_gym.envs.tabular:TabularPersuasionEnv",
+        {},
+        "finite game (given arrays or random from game_seed): commit to a scheme or send signals; exact LP regret",
+    ),
+    (
+        "BayesPersuasion-Prosecutor-v0",
+        "bpa_gym.envs.tabular:TabularPersuasionEnv",
+        {"game": "prosecutor"},
+        "Kamenica-Gentzkow prosecutor (prior 0.7/0.3, judge convicts iff P(guilty) >= 0.5): optimal value 0.6",
+    ),
     # --- agent-testing envs ---
+    (
+        "BayesPersuasion-Identity-v0",
+        "bpa_gym.envs.identity:IdentityEnv",
+        {},
+        "known optimum for agent tests: the right signal is a function of the item (optimal reward 1.0)",
+    ),
 ]
 
 

@@ -1,0 +1,295 @@
+"""Gymnasium adapter for LLM persuasion games (``BayesPersuasion-GSM8K-v0``).
+
+The environment is a thin shell around :class:`bpa_gym.game.PersuasionGame`:
+reset draws an information item, step turns the action into a signal text,
+plays one round against the Receiver and returns its correctness.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any, Literal, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from bpa_gym.errors import ConfigError
+from bpa_gym.game import PersuasionGame
+from bpa_gym.prompts import PromptTemplate
+from bpa_gym.receivers.base import Receiver
+from bpa_gym.signals import CODE_SIGNALS, MATH_SIGNALS, SignalLibrary
+from bpa_gym.spaces import printable_unicode_charset, text_space_for
+from bpa_gym.tasks import make_task
+from bpa_gym.tasks.base import Task
+from bpa_gym.types import Item, Outcome
+
+#: Keys of the ``info`` dict returned by :meth:`BayesPersuasionLLMEnv.step` (always all present).
+STEP_INFO_KEYS: tuple[str, ...] = (
+    "item_id",
+    "item_index",
+    "signal",
+    "signal_index",
+    "response",
+    "extracted_answer",
+    "gold",
+    "correct",
+    "parse_status",
+    "latency_s",
+    "prompt_tokens",
+    "completion_tokens",
+    "receiver_error",
+)
+
+#: Keys of the ``info`` dict returned by :meth:`BayesPersuasionLLMEnv.reset`.
+RESET_INFO_KEYS: tuple[str, ...] = ("item_id", "item_index", "split")
+
+_DEFAULT_LIBRARIES = {"gsm8k": MATH_SIGNALS, "humaneval": CODE_SIGNALS}
+
+
+class BayesPersuasionLLMEnv(gym.Env):
+    """One-step persuasion game: observe an item, send a signal, get the Receiver's correctness.
+
+    The state is an information item (e.g. a GSM8K question).  The Advisor's
+    action is a signal: an index into a signal library (``signals="discrete"``)
+    or free text (``signals="text"``).  The Receiver LLM answers the item with
+    the signal in its context; the reward is 1.0 if its answer is correct and
+    0.0 otherwise.  Each episode is one step (``terminated=True``).
+
+    Spaces:
+        observation: :class:`~gymnasium.spaces.Text` holding the question; its
+            charset is built from the data (printable ASCII + every character
+            of the split), so every item is a member.  The gold answer never
+            appears in the observation.
+        action: ``Discrete(m)`` over the signal library (index 0 of the default
+            libraries is silence, i.e. no signal), or a ``Text`` space of
+            printable Unicode up to ``max_signal_length`` characters.
+
+    Step ``info`` keys (stable, see :data:`STEP_INFO_KEYS`): ``item_id``,
+    ``item_index`` (position in the split), ``signal`` (text the Receiver saw),
+    ``signal_index`` (``None`` in text mode), ``response`` (Receiver's raw
+    text), ``extracted_answer`` (or ``None``), ``gold``, ``correct``,
+    ``parse_status`` (``"ok"`` or ``"unparseable"``: unparseable is not the same
+    as wrong, though both give reward 0), ``latency_s``, ``prompt_tokens``,
+    ``completion_tokens``, ``receiver_error`` (always ``None``: a Receiver
+    failure raises :class:`~bpa_gym.errors.ReceiverError` instead of returning
+    a reward).
+
+    Item order: ``reset(seed=s)`` draws a permutation of the items from ``s``;
+    each further reset takes the next item, reshuffling after a full pass.
+    ``reset(options={"item_index": i})`` plays item ``i`` of the split.
+
+    Args:
+        task: Task name (``"gsm8k"``) or a :class:`~bpa_gym.tasks.base.Task`.
+        receiver: A Receiver object or spec string: ``"smollm2"``,
+            ``"hf:<id-or-path>"``, ``"openai:<model>@<base_url>"``.
+        data_dir: Folder holding ``gsm8k/`` etc.; default ``$BPA_DATA_DIR``,
+            then the Hugging Face hub.
+        split: Dataset split to draw items from.
+        subset_size: Use only the first ``subset_size`` items of the split.
+        signals: ``"discrete"`` or ``"text"``.
+        signal_library: Signal texts for discrete mode; default: the task's
+            library (see :mod:`bpa_gym.signals`).
+        max_signal_length: Longest free-text signal (characters) in text mode.
+        template: Prompt template; default: the task's.
+        shuffle: Shuffle the item order on seeded reset (``False``: dataset order).
+        receiver_kwargs: Extra keyword arguments for building the Receiver from
+            a spec string (e.g. ``{"max_new_tokens": 128, "device": "cuda"}``).
+        oracle_table: An :class:`~bpa_gym.oracle_table.OracleTable` (or the
+            path of a saved one) for regret; see :meth:`regret_oracle`.
+        render_mode: ``None`` or ``"ansi"``.
+
+    Example:
+        >>> import gymnasium as gym, bpa_gym
+        >>> env = gym.make("BayesPersuasion-GSM8K-v0", receiver="smollm2",
+        ...                data_dir="../shared/data")  # doctest: +SKIP
+        >>> obs, info = env.reset(seed=0)  # doctest: +SKIP
+        >>> obs, reward, terminated, truncated, info = env.step(9)  # doctest: +SKIP
+        >>> reward, info["parse_status"]  # doctest: +SKIP
+        (0.0, 'ok')
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+
+    def __init__(
+        self,
+        task: str | Task = "gsm8k",
+        receiver: str | Receiver = "smollm2",
+        *,
+        data_dir: str | os.PathLike | None = None,
+        split: str = "test",
+        subset_size: int | None = None,
+        signals: Literal["discrete", "text"] = "discrete",
+        signal_library: Sequence[str] | None = None,
+        max_signal_length: int = 512,
+        template: PromptTemplate | None = None,
+        shuffle: bool = True,
+        receiver_kwargs: dict[str, Any] | None = None,
+        oracle_table: Any = None,
+        render_mode: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            valid = [p for p in inspect.signature(type(self).__init__).parameters if p not in ("self", "unknown")]
+            raise ConfigError(f"unknown keyword argument(s) {sorted(unknown)} for {type(self).__name__}; valid: {valid}")
+        if signals not in ("discrete", "text"):
+            raise ConfigError(f"signals must be 'discrete' or 'text', got {signals!r}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ConfigError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        if max_signal_length < 1:
+            raise ConfigError(f"max_signal_length must be >= 1, got {max_signal_length}")
+
+        self.task = make_task(task, data_dir=data_dir)
+        if split not in self.task.splits:
+            raise ConfigError(f"unknown split {split!r} for task {self.task.name}; choose from {list(self.task.splits)}")
+        items = self.task.load(split)
+        if subset_size is not None:
+            if not 1 <= int(subset_size) <= len(items):
+                raise ConfigError(f"subset_size must be in 1..{len(items)} for {self.task.name}/{split}, got {subset_size}")
+            items = items[: int(subset_size)]
+        self.items: list[Item] = list(items)
+        self.split = split
+        self.signal_mode = signals
+        self.shuffle = shuffle
+        self.render_mode = render_mode
+
+        if receiver_kwargs is not None and not isinstance(receiver, str):
+            raise ConfigError("receiver_kwargs only applies when receiver is a spec string")
+        from bpa_gym.receivers import make_receiver
+
+        self.game = PersuasionGame(self.task, make_receiver(receiver, **(receiver_kwargs or {})), template)
+
+        self.observation_space = text_space_for((it.question for it in self.items), min_length=0)
+        if signals == "discrete":
+            default = _DEFAULT_LIBRARIES.get(self.task.name, MATH_SIGNALS)
+            self.signal_library: SignalLibrary | None = SignalLibrary(signal_library or default)
+            self.action_space = spaces.Discrete(len(self.signal_library))
+        else:
+            if signal_library is not None:
+                raise ConfigError("signal_library only applies to signals='discrete'; in text mode the action is the text")
+            self.signal_library = None
+            self.action_space = spaces.Text(max_signal_length, min_length=0, charset=printable_unicode_charset())
+
+        if oracle_table is not None and not hasattr(oracle_table, "rewards"):
+            from bpa_gym.oracle_table import OracleTable
+
+            oracle_table = OracleTable.load(oracle_table)
+        self.oracle_table = oracle_table
+
+        self._order = np.arange(len(self.items))
+        self._cursor = 0
+        self._item_index: int | None = None
+        self._last: Outcome | None = None
+
+    # ------------------------------------------------------------------ API
+    @property
+    def num_signals(self) -> int | None:
+        """m, the number of discrete signals (``None`` in text mode)."""
+        return None if self.signal_library is None else len(self.signal_library)
+
+    @property
+    def receiver(self) -> Receiver:
+        return self.game.receiver
+
+    @property
+    def item(self) -> Item:
+        """The current item (after :meth:`reset`)."""
+        if self._item_index is None:
+            raise gym.error.ResetNeeded("call reset() before reading the current item")
+        return self.items[self._item_index]
+
+    def signal_text(self, action: Any) -> str:
+        """The signal text an action stands for (validates the action)."""
+        if not self.action_space.contains(action):
+            if self.signal_mode == "discrete":
+                raise ConfigError(
+                    f"action {action!r} is outside the action space Discrete({self.action_space.n}); "
+                    f"pass an integer signal index in 0..{self.action_space.n - 1}"
+                )
+            text = action if isinstance(action, str) else None
+            why = (
+                f"it is not a string but {type(action).__name__}" if text is None
+                else f"it has {len(text)} characters (max {self.action_space.max_length})"
+                if len(text) > self.action_space.max_length
+                else f"it contains characters outside the printable charset: {sorted({c for c in text if c not in self.action_space.character_set})[:5]!r}"
+            )
+            raise ConfigError(f"text action is outside the action space: {why}; pass a printable string "
+                              f"of at most {self.action_space.max_length} characters (env kwarg max_signal_length)")
+        if self.signal_library is not None:
+            return self.signal_library[int(action)]
+        return str(action)
+
+    def regret_oracle(self, comparator: str = "per_item"):
+        """The regret oracle of this env: an oracle table over its discrete signals.
+
+        Args:
+            comparator: ``"per_item"`` (best signal for each item) or
+                ``"best_fixed"`` (best single signal in hindsight).
+
+        Raises:
+            OracleUnavailableError: in text mode (no finite signal set), or
+                when no oracle table was given (build one with
+                :func:`bpa_gym.oracle_table.build_oracle_table` or
+                ``bpa-gym oracle-table`` and pass ``oracle_table=``).
+        """
+        from bpa_gym.errors import OracleUnavailableError
+        from bpa_gym.oracle_table import OracleTableRegret
+
+        if self.signal_library is None:
+            raise OracleUnavailableError(
+                "free-text signals have no regret oracle (the signal set is not finite); use signals='discrete'")
+        if self.oracle_table is None:
+            raise OracleUnavailableError(
+                "this LLM env has no oracle table: build one with bpa_gym.oracle_table.build_oracle_table(env) "
+                "(or `bpa-gym oracle-table --out table.npz`) and pass oracle_table=<table or path> to make()")
+        if tuple(self.oracle_table.signals) != tuple(self.signal_library):
+            raise OracleUnavailableError("the oracle table was built for another signal library; rebuild it")
+        return OracleTableRegret(self.oracle_table, comparator)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        item_index = options.pop("item_index", None)
+        if options:
+            raise ConfigError(f"unknown reset option(s) {sorted(options)}; valid: ['item_index']")
+        if seed is not None:
+            self._order = self.np_random.permutation(len(self.items)) if self.shuffle else np.arange(len(self.items))
+            self._cursor = 0
+        if item_index is not None:
+            if not 0 <= int(item_index) < len(self.items):
+                raise ConfigError(f"item_index {item_index} outside 0..{len(self.items) - 1}")
+            self._item_index = int(item_index)
+        else:
+            if self._cursor >= len(self._order):
+                self._order = self.np_random.permutation(len(self.items)) if self.shuffle else np.arange(len(self.items))
+                self._cursor = 0
+            self._item_index = int(self._order[self._cursor])
+            self._cursor += 1
+        self._last = None
+        item = self.items[self._item_index]
+        return item.question, {"item_id": item.id, "item_index": self._item_index, "split": self.split}
+
+    def step(self, action: Any):
+        if self._item_index is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        signal = self.signal_text(action)
+        item = self.items[self._item_index]
+        (outcome,) = self.game.play([item], [signal])
+        self._last = outcome
+        info = outcome.as_info()
+        info["item_index"] = self._item_index
+        info["signal_index"] = int(action) if self.signal_library is not None else None
+        return item.question, float(outcome.reward), True, False, info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        if self._item_index is None:
+            return "(not reset)"
+        lines = [f"item {self.item.id}: {self.item.question}"]
+        if self._last is not None:
+            o = self._last
+            lines += [f"signal: {o.signal or '(none)'}", f"receiver: {o.response}",
+                      f"extracted={o.extracted!r} gold={o.gold!r} reward={o.reward}"]
+        return "\n".join(lines)
