@@ -4,6 +4,7 @@ Commands:
     envs          list the registered environments
     signals       print an env's signal library with indices
     eval          evaluate a fixed signal on the first N items (batched), with a 95% Wilson interval
+    oracle-table  play every signal on every item once (greedy) and save the table for regret
     plot-regret   plot cumulative regret vs. the bound from TensorBoard logs (PNG)
 """
 
@@ -25,12 +26,14 @@ def _cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_env(args: argparse.Namespace, receiver: str | None = None):
+def _make_env(args: argparse.Namespace):
+    """The unwrapped env named by ``--env``; ``--receiver`` (if given) overrides the env's default Receiver."""
     import gymnasium as gym
 
     import bpa_gym  # noqa: F401  (registers envs)
 
     kwargs: dict = {}
+    receiver = getattr(args, "receiver", None)
     if receiver is not None:
         kwargs["receiver"] = receiver
         rk = {}
@@ -46,6 +49,8 @@ def _make_env(args: argparse.Namespace, receiver: str | None = None):
         kwargs["data_dir"] = args.data_dir
     if getattr(args, "split", None):
         kwargs["split"] = args.split
+    if getattr(args, "subset_size", None):
+        kwargs["subset_size"] = args.subset_size
     return gym.make(args.env, **kwargs).unwrapped
 
 
@@ -74,7 +79,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from bpa_gym.errors import ConfigError
     from bpa_gym.stats import wilson_interval
 
-    env = _make_env(args, receiver=args.receiver)
+    env = _make_env(args)
     if args.signal_text is not None:
         signal = args.signal_text
         label = "custom text"
@@ -136,6 +141,21 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else None
 
 
+def _cmd_oracle_table(args: argparse.Namespace) -> int:
+    from bpa_gym.oracle_table import build_oracle_table
+
+    env = _make_env(args)
+    table = build_oracle_table(env, batch_size=args.batch_size, progress=True)
+    table.save(args.out)
+    summary = table.summary()
+    print(f"wrote {args.out}: {summary['n_items']} items x {len(table.signals)} signals ({summary['receiver']})")
+    for i, mean in enumerate(summary["mean_reward_per_signal"]):
+        print(f"  signal {i:2d}  mean reward {mean:.3f}")
+    print(f"best fixed signal {summary['best_fixed_signal']} ({summary['best_fixed_mean']:.3f}); "
+          f"per-item best {summary['per_item_best_mean']:.3f}")
+    return 0
+
+
 def _cmd_plot_regret(args: argparse.Namespace) -> int:
     from bpa_gym.plotting import plot_regret
 
@@ -158,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("eval", help="evaluate a fixed signal on the first N items of a split")
     s.add_argument("--env", default="BayesPersuasion-GSM8K-v0", help="environment id (see `bpa-gym envs`)")
-    s.add_argument("--receiver", default="smollm2",
-                   help="'smollm2' (offline default), 'hf:<id-or-path>' or 'openai:<model>@<base_url>'")
+    s.add_argument("--receiver", default=None,
+                   help="'smollm2' (the GSM8K env's offline default), 'hf:<id-or-path>' or 'openai:<model>@<base_url>'")
     s.add_argument("--signal", default="none", help="signal index in the env's library, or 'none' (default)")
     s.add_argument("--signal-text", default=None, help="a free-text signal instead of --signal")
     s.add_argument("--n", type=int, default=20, help="number of items (the first N of the split)")
@@ -170,6 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None, help="Receiver device for local models (default: CUDA when present)")
     s.add_argument("--json", default=None, help="also write the result as JSON to this path")
     s.set_defaults(fn=_cmd_eval)
+
+    s = sub.add_parser("oracle-table", help="tabulate every signal on every item (for RegretWrapper on LLM envs)")
+    s.add_argument("--env", default="BayesPersuasion-GSM8K-v0")
+    s.add_argument("--receiver", default=None, help="Receiver spec (default: the env's, 'smollm2' for GSM8K); greedy")
+    s.add_argument("--data-dir", default=None)
+    s.add_argument("--split", default=None)
+    s.add_argument("--subset-size", type=int, default=None, help="use the first N items of the split")
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--max-new-tokens", type=int, default=None)
+    s.add_argument("--device", default=None)
+    s.add_argument("--out", required=True, help="output .npz path")
+    s.set_defaults(fn=_cmd_oracle_table)
 
     s = sub.add_parser("plot-regret", help="plot cumulative regret vs. the bound from TensorBoard logs")
     s.add_argument("logdirs", nargs="+", help="RegretWrapper log dirs (one per seed, or parents of seed dirs)")

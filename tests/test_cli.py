@@ -1,0 +1,70 @@
+"""The bpa-gym command line: envs, signals, eval, oracle-table, and its error messages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bpa_gym.cli import main
+from bpa_gym.oracle_table import OracleTable
+
+
+def test_console_script_lists_envs():
+    exe = shutil.which("bpa-gym")
+    cmd = [exe, "envs"] if exe else [sys.executable, "-m", "bpa_gym.cli", "envs"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "BayesPersuasion-GSM8K-v0" in out and "BayesPersuasion-Identity-v0" in out
+
+
+def test_signals_lists_library(capsys, shared_data_dir):
+    assert main(["signals", "--data-dir", str(shared_data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "  0  (no signal)" in out and "  9  Finish with a final line" in out
+
+
+def test_eval_on_identity_env(capsys, tmp_path):
+    # The Identity env's rule-based Receiver: no model needed; signal 0 is right for some topics only.
+    out_json = tmp_path / "r.json"
+    assert main(["eval", "--env", "BayesPersuasion-Identity-v0", "--signal", "0", "--n", "64",
+                 "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    result = json.loads(out_json.read_text())
+    assert result["n"] == 64 and 0 < result["accuracy"] < 1
+    lo, hi = result["ci95"]
+    assert lo < result["accuracy"] < hi
+    assert "95% Wilson CI" in text
+
+
+def test_oracle_table_command(tmp_path, capsys):
+    out = tmp_path / "t.npz"
+    assert main(["oracle-table", "--env", "BayesPersuasion-Identity-v0", "--out", str(out)]) == 0
+    table = OracleTable.load(out)
+    # Exactly one right strategy per item: the per-item oracle is perfect, each row sums to 1.
+    assert table.rewards.shape == (64, 4) and np.all(table.rewards.sum(axis=1) == 1)
+    assert "per-item best 1.000" in capsys.readouterr().out
+
+
+def test_errors_are_clear(capsys, tmp_path):
+    assert main(["eval", "--data-dir", str(tmp_path / "missing"), "--n", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and "data_dir" in err and "gsm8k" in err
+    assert main(["eval", "--env", "BayesPersuasion-Identity-v0", "--signal", "99"]) == 2
+    assert "outside" in capsys.readouterr().err
+    assert main(["eval", "--receiver", "nonsense-spec", "--data-dir", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit):
+        main(["eval", "--n", "x"])
+
+
+@pytest.mark.slow
+def test_eval_smollm2_end_to_end(shared_data_dir, tmp_path):
+    """The README's main job, shortened: a real SmolLM2 answers two GSM8K items."""
+    out = tmp_path / "e.json"
+    assert main(["eval", "--receiver", "smollm2", "--signal", "9", "--n", "2", "--max-new-tokens", "48",
+                 "--data-dir", str(shared_data_dir), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["receiver"] == "smollm2" and result["n"] == 2 and result["seconds_per_item"] > 0
