@@ -1,5 +1,6 @@
 """Gymnasium wrappers for bpa_gym environments."""
 
+from bpa_gym.wrappers.regret import RegretWrapper, regret_bound
 from bpa_gym.wrappers.token_ids import TokenIdsObservation
 
-__all__ = ["TokenIdsObservation"]
+__all__ = ["RegretWrapper", "TokenIdsObservation", "regret_bound"]

@@ -1,0 +1,589 @@
+"""Exact Bayesian persuasion on finite games (numpy/scipy only, no Gymnasium).
+
+A *tabular* persuasion game (Kamenica & Gentzkow 2011) has a finite set of
+states ``Ω`` with a common prior ``μ``, a Receiver with actions ``A`` and two
+utility tables of shape ``(n_states, n_actions)``: ``receiver_utility[ω, a]``
+and ``sender_utility[ω, a]``.  The Sender commits to a *scheme*: an array of
+shape ``(n_states, n_signals)`` whose row ``ω`` is the signal distribution
+``π(·|ω)``.  On a signal ``σ`` the Receiver forms the posterior by Bayes' rule,
+``μ(ω|σ) ∝ μ(ω) π(σ|ω)``, and plays a best response to it.
+
+Conventions used everywhere in bpa_gym:
+
+* **Ties go to the Sender.**  Among the Receiver's best responses the one
+  best for the Sender is played (lowest index among equals).  An LP optimum
+  leaves the Receiver exactly indifferent, so "best" is up to a tolerance of
+  :data:`BEST_RESPONSE_RTOL` times the scale ``max|receiver_utility|``: an
+  optimal scheme that went through float32 (an agent's action) keeps its value.
+* **Signals of probability 0** get the prior as their posterior (any choice is
+  fine: they never occur and contribute nothing to the value).
+* **Schemes are normalised row by row.**  A row with a negative or non-finite
+  entry, or that sums to 0, is an error, never silently fixed.
+* **Revelation principle.**  :func:`optimal_scheme` returns a scheme with
+  ``n_signals = n_actions``: signal ``a`` recommends action ``a`` and the LP's
+  obedience constraints make following it a best response.
+
+Example (the prosecutor of Kamenica & Gentzkow):
+    >>> game = TabularGame.prosecutor()
+    >>> opt = optimal_scheme(game.prior, game.receiver_utility, game.sender_utility)
+    >>> round(opt.value, 6), round(float(opt.scheme[0, 1]), 6)  # convicts 3/7 of innocents
+    (0.6, 0.428571)
+    >>> no_information_value(game), full_information_value(game)
+    (0.0, 0.3)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Sequence
+
+import numpy as np
+
+from bpa_gym.errors import ConfigError
+
+#: Relative tolerance of the Receiver's best response: an action within
+#: ``BEST_RESPONSE_RTOL * max|receiver_utility|`` of the best expected utility
+#: counts as a best response (and ties go to the Sender).  1e-7 would be enough
+#: for float64 LP round-off; float32 round-off of a scheme (agents emit float32)
+#: moves posteriors by a few 1e-8, so 1e-6 leaves a safety factor.  The most a
+#: Sender can gain from the tolerance is of the same order (< 1e-5).
+BEST_RESPONSE_RTOL: float = 1e-6
+
+#: How far a prior may sum away from 1.
+PRIOR_ATOL: float = 1e-9
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _as_array(name: str, value, ndim: int) -> np.ndarray:
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a numeric array, got {value!r} ({exc})") from None
+    if arr.ndim != ndim:
+        shape = "(n_states,)" if ndim == 1 else "(n_states, n_actions)"
+        raise ConfigError(f"{name} must have shape {shape}, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError(f"{name} has non-finite entries (nan/inf): {arr.tolist()}; pass finite numbers")
+    return arr
+
+
+def validate_game(prior, receiver_utility, sender_utility) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check a game's arrays and return them as float64 copies.
+
+    Args:
+        prior: Shape ``(n_states,)``, nonnegative, summing to 1 within 1e-9.
+        receiver_utility: Shape ``(n_states, n_actions)``, finite.
+        sender_utility: Same shape as ``receiver_utility``, finite.
+
+    Returns:
+        ``(prior, receiver_utility, sender_utility)`` as float64 arrays.
+
+    Raises:
+        ConfigError: naming the bad argument and how to fix it.
+
+    Example:
+        >>> validate_game([0.5, 0.6], [[1, 0], [0, 1]], [[0, 1], [0, 1]])
+        Traceback (most recent call last):
+        ...
+        bpa_gym.errors.ConfigError: prior sums to 1.1, not 1; normalise it (prior / prior.sum())
+    """
+    mu = _as_array("prior", prior, 1)
+    ur = _as_array("receiver_utility", receiver_utility, 2)
+    us = _as_array("sender_utility", sender_utility, 2)
+    if mu.size < 2:
+        raise ConfigError(f"a persuasion game needs at least 2 states, got prior of length {mu.size}")
+    if np.any(mu < 0):
+        raise ConfigError(f"prior has negative entries {mu.tolist()}; a prior is a probability vector (all >= 0)")
+    if abs(mu.sum() - 1.0) > PRIOR_ATOL:
+        raise ConfigError(f"prior sums to {mu.sum():.12g}, not 1; normalise it (prior / prior.sum())")
+    if ur.shape[0] != mu.size:
+        raise ConfigError(
+            f"receiver_utility has {ur.shape[0]} rows but the prior has {mu.size} states; "
+            "rows are states, columns are actions"
+        )
+    if ur.shape[1] < 2:
+        raise ConfigError(f"the Receiver needs at least 2 actions, receiver_utility has {ur.shape[1]} column(s)")
+    if us.shape != ur.shape:
+        raise ConfigError(
+            f"sender_utility has shape {us.shape} but receiver_utility has shape {ur.shape}; "
+            "both are (n_states, n_actions)"
+        )
+    return mu, ur, us
+
+
+def normalize_scheme(scheme, n_states: int, n_signals: int | None = None) -> np.ndarray:
+    """Validate a scheme and return it row-normalised, as float64.
+
+    Args:
+        scheme: Array of shape ``(n_states, n_signals)``; row ``ω`` holds
+            nonnegative weights of ``π(·|ω)`` (any positive scale).
+        n_states: Expected number of rows.
+        n_signals: Expected number of columns (``None``: any, at least 1).
+
+    Returns:
+        The scheme with every row summing to 1.
+
+    Raises:
+        ConfigError: wrong shape, or a row with a negative or non-finite entry
+            or zero sum.  Invalid rows are never silently repaired.
+
+    Example:
+        >>> normalize_scheme([[1, 1], [0, 2]], 2).tolist()
+        [[0.5, 0.5], [0.0, 1.0]]
+    """
+    try:
+        s = np.array(scheme, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"a scheme must be a numeric array, got {scheme!r} ({exc})") from None
+    if s.ndim != 2 or s.shape[0] != n_states or (n_signals is not None and s.shape[1] != n_signals) or s.size == 0:
+        want = f"({n_states}, {n_signals if n_signals is not None else 'n_signals'})"
+        raise ConfigError(f"a scheme must have shape {want} (row ω = π(·|ω)), got shape {s.shape}")
+    sums = s.sum(axis=1)
+    if not (np.isfinite(sums).all() and s.min() >= 0 and sums.min() > 0):  # one cheap check, then diagnose
+        bad = ~np.isfinite(s).all(axis=1)
+        if bad.any():
+            raise ConfigError(
+                f"scheme rows {np.flatnonzero(bad).tolist()} have non-finite entries; pass finite weights"
+            )
+        bad = (s < 0).any(axis=1)
+        if bad.any():
+            raise ConfigError(
+                f"scheme rows {np.flatnonzero(bad).tolist()} have negative entries; a row is a distribution "
+                "over signals (use e.g. a softmax or clip at 0 yourself)"
+            )
+        raise ConfigError(
+            f"scheme rows {np.flatnonzero(sums <= 0).tolist()} sum to 0; every state needs some signal probability"
+        )
+    return s / sums[:, None]
+
+
+# --------------------------------------------------------------------------- Bayes + best response
+
+
+def posteriors(prior, scheme) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior after every signal, by Bayes' rule.
+
+    Args:
+        prior: Shape ``(n_states,)``.
+        scheme: Row-normalised scheme, shape ``(n_states, n_signals)``.
+
+    Returns:
+        ``(post, p_signal)``: ``post[σ, ω] = μ(ω|σ)`` of shape
+        ``(n_signals, n_states)`` (the prior for a signal of probability 0),
+        and ``p_signal[σ] = P(σ)``.
+
+    Example:
+        >>> post, p = posteriors([0.7, 0.3], [[4/7, 3/7], [0.0, 1.0]])
+        >>> post.round(6).tolist(), p.round(6).tolist()
+        ([[1.0, 0.0], [0.5, 0.5]], [0.4, 0.6])
+    """
+    mu = np.asarray(prior, dtype=np.float64)
+    joint = mu[:, None] * np.asarray(scheme, dtype=np.float64)  # (S, M)
+    p_signal = joint.sum(axis=0)
+    if p_signal.min() > 0:
+        return (joint / p_signal).T, p_signal
+    post = np.empty((joint.shape[1], joint.shape[0]))
+    pos = p_signal > 0
+    post[pos] = (joint[:, pos] / p_signal[pos]).T
+    post[~pos] = mu
+    return post, p_signal
+
+
+def best_response(posterior, receiver_utility, sender_utility, rtol: float = BEST_RESPONSE_RTOL) -> np.ndarray:
+    """The Receiver's best response to one or many posteriors, ties to the Sender.
+
+    Args:
+        posterior: Shape ``(..., n_states)``.
+        receiver_utility: Shape ``(n_states, n_actions)``.
+        sender_utility: Shape ``(n_states, n_actions)``.
+        rtol: Actions within ``rtol * max|receiver_utility|`` of the best
+            expected Receiver utility are best responses; among them the
+            Sender's favourite is played (lowest index among equals).
+
+    Returns:
+        Integer array of shape ``posterior.shape[:-1]`` (a 0-d array for one
+        posterior; use ``int(...)``).
+
+    Example (the judge at P(guilty) = 0.5 is indifferent and convicts):
+        >>> g = TabularGame.prosecutor()
+        >>> best_response([[0.5, 0.5], [0.51, 0.49]], g.receiver_utility, g.sender_utility).tolist()
+        [1, 0]
+    """
+    ur = np.asarray(receiver_utility, dtype=np.float64)
+    return _best_response(np.asarray(posterior, dtype=np.float64), ur, np.asarray(sender_utility, dtype=np.float64),
+                          rtol * (float(np.abs(ur).max()) or 1.0))
+
+
+def _best_response(q: np.ndarray, ur: np.ndarray, us: np.ndarray, tol: float) -> np.ndarray:
+    u_recv = q @ ur
+    ok = u_recv >= u_recv.max(axis=-1, keepdims=True) - tol
+    return np.where(ok, q @ us, -np.inf).argmax(axis=-1)
+
+
+# --------------------------------------------------------------------------- the game record
+
+
+@dataclass(frozen=True)
+class SchemeEvaluation:
+    """A scheme played against the Bayesian Receiver (see :meth:`TabularGame.evaluate`).
+
+    Attributes:
+        scheme: The row-normalised scheme, ``(n_states, n_signals)``.
+        posteriors: ``μ(·|σ)`` per signal, ``(n_signals, n_states)``.
+        signal_probs: ``P(σ)``, ``(n_signals,)``.
+        actions: The Receiver's best response to each signal, ``(n_signals,)``.
+        state_values: ``Σ_σ π(σ|ω) u_s(ω, a(σ))`` per state, ``(n_states,)``.
+        value: The Sender's expected utility ``Σ_ω μ(ω) state_values[ω]``.
+    """
+
+    scheme: np.ndarray
+    posteriors: np.ndarray
+    signal_probs: np.ndarray
+    actions: np.ndarray
+    state_values: np.ndarray
+    value: float
+
+
+@dataclass(frozen=True, eq=False)
+class TabularGame:
+    """A finite Bayesian persuasion game (named so as not to clash with the LLM
+    :class:`bpa_gym.game.PersuasionGame`).
+
+    Arrays are validated, copied to float64 and made read-only.
+
+    Attributes:
+        prior: ``μ``, shape ``(n_states,)``.
+        receiver_utility: ``u_r[ω, a]``, shape ``(n_states, n_actions)``.
+        sender_utility: ``u_s[ω, a]``, shape ``(n_states, n_actions)``.
+        state_names: Optional labels of the states.
+        action_names: Optional labels of the actions.
+
+    Example:
+        >>> g = TabularGame([0.5, 0.5], [[1, 0], [0, 1]], [[1, 0], [1, 0]])
+        >>> g.n_states, g.n_actions, g.sender_value([[1, 0], [0, 1]])
+        (2, 2, 0.5)
+    """
+
+    prior: np.ndarray
+    receiver_utility: np.ndarray
+    sender_utility: np.ndarray
+    state_names: tuple[str, ...] | None = field(default=None)
+    action_names: tuple[str, ...] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        mu, ur, us = validate_game(self.prior, self.receiver_utility, self.sender_utility)
+        for name, arr in (("prior", mu), ("receiver_utility", ur), ("sender_utility", us)):
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        for name, n in (("state_names", mu.size), ("action_names", ur.shape[1])):
+            names = getattr(self, name)
+            if names is not None:
+                names = tuple(str(x) for x in names)
+                if len(names) != n:
+                    raise ConfigError(f"{name} has {len(names)} entries but the game has {n}; give one name each")
+                object.__setattr__(self, name, names)
+
+    # ---- constructors
+
+    @classmethod
+    def prosecutor(cls) -> "TabularGame":
+        """Kamenica & Gentzkow's prosecutor: the optimal value is 0.6.
+
+        States (innocent, guilty) with prior (0.7, 0.3); actions (acquit,
+        convict).  The judge gets 1 for a correct verdict, so convicts iff
+        P(guilty) >= 0.5; the prosecutor gets 1 for a conviction.
+
+        Example:
+            >>> TabularGame.prosecutor().action_names
+            ('acquit', 'convict')
+        """
+        return cls(
+            prior=[0.7, 0.3],
+            receiver_utility=[[1.0, 0.0], [0.0, 1.0]],
+            sender_utility=[[0.0, 1.0], [0.0, 1.0]],
+            state_names=("innocent", "guilty"),
+            action_names=("acquit", "convict"),
+        )
+
+    @classmethod
+    def random(cls, seed: int | None = None, n_states: int = 3, n_actions: int = 3) -> "TabularGame":
+        """A random game: prior ~ Dirichlet(1, ..., 1), utilities i.i.d. U[0, 1].
+
+        Args:
+            seed: Seed of ``numpy.random.default_rng`` (same seed, same game).
+            n_states: Number of states (>= 2).
+            n_actions: Number of Receiver actions (>= 2).
+
+        Example:
+            >>> g = TabularGame.random(seed=0, n_states=4, n_actions=2)
+            >>> g.receiver_utility.shape, TabularGame.random(0, 4, 2).prior.tolist() == g.prior.tolist()
+            ((4, 2), True)
+        """
+        for name, n in (("n_states", n_states), ("n_actions", n_actions)):
+            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 2:
+                raise ConfigError(f"{name} must be an integer >= 2, got {n!r}")
+        rng = np.random.default_rng(seed)
+        prior = rng.dirichlet(np.ones(n_states))
+        prior = prior / prior.sum()
+        ur = rng.random((n_states, n_actions))
+        us = rng.random((n_states, n_actions))
+        return cls(prior, ur, us)
+
+    # ---- sizes
+
+    @property
+    def n_states(self) -> int:
+        """Number of states."""
+        return int(self.prior.size)
+
+    @property
+    def n_actions(self) -> int:
+        """Number of Receiver actions (= signals of the revelation-principle scheme)."""
+        return int(self.receiver_utility.shape[1])
+
+    # ---- evaluation
+
+    @cached_property
+    def _tol(self) -> float:
+        return BEST_RESPONSE_RTOL * (float(np.abs(self.receiver_utility).max()) or 1.0)
+
+    def best_response(self, posterior) -> np.ndarray:
+        """:func:`best_response` with this game's utilities."""
+        return _best_response(np.asarray(posterior, dtype=np.float64), self.receiver_utility, self.sender_utility,
+                              self._tol)
+
+    def evaluate(self, scheme) -> SchemeEvaluation:
+        """Play a scheme against the Bayesian Receiver (who knows prior and scheme).
+
+        Args:
+            scheme: ``(n_states, n_signals)`` weights, any ``n_signals >= 1``;
+                normalised by :func:`normalize_scheme`.
+
+        Returns:
+            A :class:`SchemeEvaluation`.
+        """
+        s = normalize_scheme(scheme, self.n_states)
+        post, p_sig = posteriors(self.prior, s)
+        acts = self.best_response(post)
+        state_values = (s * self.sender_utility[:, acts]).sum(axis=1)
+        return SchemeEvaluation(s, post, p_sig, acts, state_values, float(self.prior @ state_values))
+
+    def sender_value(self, scheme) -> float:
+        """The Sender's expected utility of committing to ``scheme``.
+
+        Example:
+            >>> TabularGame.prosecutor().sender_value([[4, 3], [0, 1]])  # 4/7, 3/7 unnormalised
+            0.6
+        """
+        return self.evaluate(scheme).value
+
+    @cached_property
+    def optimum(self) -> "OptimalScheme":
+        """The optimal scheme (solved once per game, then cached)."""
+        return optimal_scheme(self.prior, self.receiver_utility, self.sender_utility)
+
+    # ---- vectorised sampling
+
+    def sample_many(self, schemes, rng: np.random.Generator, size: int | None = None) -> "SampleBatch":
+        """Play many independent rounds at once (numpy, no Python loop per round).
+
+        Each round draws ``ω ~ μ``, ``σ ~ π_b(·|ω)``, lets the Bayesian Receiver
+        (who knows ``π_b``) best-respond and pays ``u_s(ω, a)``.
+
+        Args:
+            schemes: ``(B, n_states, n_signals)`` (one scheme per round) or
+                ``(n_states, n_signals)`` (the same scheme for ``size`` rounds).
+                Validated like :func:`normalize_scheme` (vectorised).
+            rng: A ``numpy.random.Generator``.
+            size: Number of rounds when ``schemes`` is a single scheme.
+
+        Returns:
+            A :class:`SampleBatch` of length ``B``.
+
+        Example:
+            >>> g = TabularGame.prosecutor()
+            >>> batch = g.sample_many(g.optimum.scheme, np.random.default_rng(0), size=100_000)
+            >>> float(batch.expected_rewards[0]), bool(abs(batch.rewards.mean() - 0.6) < 0.01)
+            (0.6, True)
+        """
+        s = np.asarray(schemes, dtype=np.float64)
+        shared = s.ndim == 2
+        if shared:
+            if size is None or size < 1:
+                raise ConfigError("sample_many with a single scheme needs size >= 1 (the number of rounds)")
+            ev = self.evaluate(s)
+            state = _sample_index(self.prior, rng, size)
+            u = rng.random(size)
+            cum = np.cumsum(ev.scheme, axis=1)
+            cum[:, -1] = 1.0
+            signal = (u[:, None] > cum[state]).sum(axis=1)
+            action = ev.actions[signal]
+            expected = np.full(size, ev.value)
+            return SampleBatch(state, signal, action, self.sender_utility[state, action], expected)
+        if s.ndim != 3 or s.shape[1] != self.n_states:
+            raise ConfigError(
+                f"schemes must have shape (B, {self.n_states}, n_signals) or ({self.n_states}, n_signals), "
+                f"got {s.shape}"
+            )
+        if size is not None and size != s.shape[0]:
+            raise ConfigError(f"size={size} disagrees with the {s.shape[0]} schemes given; drop size")
+        if not np.isfinite(s).all() or (s < 0).any():
+            raise ConfigError("schemes have negative or non-finite entries; every row must be a nonnegative weight vector")
+        sums = s.sum(axis=2, keepdims=True)
+        if (sums <= 0).any():
+            raise ConfigError("some scheme rows sum to 0; every state needs some signal probability")
+        s = s / sums
+        B = s.shape[0]
+        joint = self.prior[None, :, None] * s  # (B, S, M)
+        p_sig = joint.sum(axis=1)  # (B, M)
+        post = np.where(p_sig[:, :, None] > 0, np.swapaxes(joint, 1, 2) / np.where(p_sig > 0, p_sig, 1.0)[:, :, None],
+                        self.prior[None, None, :])  # (B, M, S)
+        acts = self.best_response(post)  # (B, M)
+        payoff = np.take_along_axis(
+            np.broadcast_to(self.sender_utility[None], (B,) + self.sender_utility.shape), acts[:, None, :].repeat(self.n_states, 1), axis=2
+        )  # (B, S, M): u_s(ω, a_b(σ))
+        expected = (joint * payoff).sum(axis=(1, 2))
+        state = _sample_index(self.prior, rng, B)
+        rows = s[np.arange(B), state]  # (B, M)
+        cum = np.cumsum(rows, axis=1)
+        cum[:, -1] = 1.0
+        signal = (rng.random(B)[:, None] > cum).sum(axis=1)
+        action = acts[np.arange(B), signal]
+        return SampleBatch(state, signal, action, self.sender_utility[state, action], expected)
+
+
+def _sample_index(p: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
+    cum = np.cumsum(p)
+    cum[-1] = 1.0
+    return np.searchsorted(cum, rng.random(size), side="right").clip(0, p.size - 1)
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    """Rounds played by :meth:`TabularGame.sample_many` (all arrays of length B).
+
+    Attributes:
+        states: Drawn states.
+        signals: Drawn signals.
+        actions: The Receiver's actions.
+        rewards: Realised Sender utilities ``u_s(state, action)``.
+        expected_rewards: Each round's scheme value (the Sender's expected
+            utility, before state and signal are drawn).
+    """
+
+    states: np.ndarray
+    signals: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    expected_rewards: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.states.size)
+
+
+# --------------------------------------------------------------------------- benchmarks of the value
+
+
+def no_information_value(game: TabularGame) -> float:
+    """The Sender's value when nothing is revealed (the Receiver acts on the prior)."""
+    return game.sender_value(np.ones((game.n_states, 1)))
+
+
+def full_information_value(game: TabularGame) -> float:
+    """The Sender's value when the state is revealed (one signal per state)."""
+    return game.sender_value(np.eye(game.n_states))
+
+
+# --------------------------------------------------------------------------- the LP
+
+
+@dataclass(frozen=True)
+class OptimalScheme:
+    """The Sender-optimal scheme of a game (see :func:`optimal_scheme`).
+
+    Attributes:
+        scheme: ``(n_states, n_actions)``; row ``ω`` = ``π*(·|ω)``; signal
+            ``a`` recommends action ``a``.
+        value: The Sender's optimal expected utility ``V*``, evaluated as
+            :meth:`TabularGame.sender_value` of ``scheme`` (so a learner
+            replaying ``scheme`` has regret exactly 0).
+        state_values: ``V*(ω) = Σ_σ π*(σ|ω) u_s(ω, a*(σ))``; ``prior @
+            state_values == value``.
+        actions: The Receiver's best response ``a*(σ)`` to each signal.
+        lp_value: The LP's own objective (equal to ``value`` up to ~1e-9).
+    """
+
+    scheme: np.ndarray
+    value: float
+    state_values: np.ndarray
+    actions: np.ndarray
+    lp_value: float
+
+
+def optimal_scheme(prior, receiver_utility, sender_utility) -> OptimalScheme:
+    """Solve the Sender's commitment problem exactly by linear programming.
+
+    Variables ``π(a|ω)`` (signal = recommended action).  Maximise
+    ``Σ_ω Σ_a μ(ω) π(a|ω) u_s(ω, a)`` subject to each row summing to 1 and
+    obedience: for all ``a ≠ a'``,
+    ``Σ_ω μ(ω) π(a|ω) (u_r(ω, a) − u_r(ω, a')) >= 0``.  Solved with
+    ``scipy.optimize.linprog(method="highs")``; the solution is clipped at 0
+    and row-normalised.
+
+    Args:
+        prior: Shape ``(n_states,)``.
+        receiver_utility: Shape ``(n_states, n_actions)``.
+        sender_utility: Shape ``(n_states, n_actions)``.
+
+    Returns:
+        An :class:`OptimalScheme`.
+
+    Example:
+        >>> opt = optimal_scheme([0.5, 0.5], [[1, 0], [0, 1]], [[1, 1], [0, 0]])
+        >>> opt.value  # the Sender's utility does not depend on the action
+        0.5
+    """
+    from scipy.optimize import linprog
+
+    mu, ur, us = validate_game(prior, receiver_utility, sender_utility)
+    S, A = ur.shape
+    c = -(mu[:, None] * us).ravel()
+    a_eq = np.zeros((S, S * A))
+    for w in range(S):
+        a_eq[w, w * A:(w + 1) * A] = 1.0
+    rows = []
+    for a in range(A):
+        for b in range(A):
+            if a != b:
+                row = np.zeros((S, A))
+                row[:, a] = -mu * (ur[:, a] - ur[:, b])
+                rows.append(row.ravel())
+    res = linprog(c, A_ub=np.array(rows), b_ub=np.zeros(len(rows)), A_eq=a_eq, b_eq=np.ones(S),
+                  bounds=(0.0, 1.0), method="highs")
+    if res.status != 0:  # pragma: no cover - the full-information scheme is always feasible
+        raise RuntimeError(f"the persuasion LP failed ({res.message}); this is a bug, please report the game")
+    scheme = np.clip(res.x.reshape(S, A), 0.0, None)
+    scheme = scheme / scheme.sum(axis=1, keepdims=True)
+    ev = TabularGame(mu, ur, us).evaluate(scheme)
+    for arr in (ev.scheme, ev.state_values, ev.actions):
+        arr.setflags(write=False)
+    return OptimalScheme(ev.scheme, ev.value, ev.state_values, ev.actions, float(-res.fun))
+
+
+__all__: Sequence[str] = (
+    "BEST_RESPONSE_RTOL",
+    "OptimalScheme",
+    "SampleBatch",
+    "SchemeEvaluation",
+    "TabularGame",
+    "best_response",
+    "full_information_value",
+    "no_information_value",
+    "normalize_scheme",
+    "optimal_scheme",
+    "posteriors",
+    "validate_game",
+)
