@@ -68,3 +68,23 @@ def test_eval_smollm2_end_to_end(shared_data_dir, tmp_path):
                  "--data-dir", str(shared_data_dir), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["receiver"] == "smollm2" and result["n"] == 2 and result["seconds_per_item"] > 0
+
+
+def test_plot_regret_command(tmp_path, capsys):
+    import gymnasium as gym
+
+    from bpa_gym.wrappers import RegretWrapper
+
+    for seed in range(2):
+        env = RegretWrapper(gym.make("BayesPersuasion-Prosecutor-v0", action="scheme"),
+                            log_dir=tmp_path / "runs" / f"seed{seed}", log_every=10)
+        env.reset(seed=seed)
+        for _ in range(50):
+            env.step(np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32))  # full information: regret 0.3/step
+            env.reset()
+        assert abs(env.regret_info()["cumulative"] - 50 * 0.3) < 1e-9
+        env.close()
+    out = tmp_path / "regret.png"
+    assert main(["plot-regret", str(tmp_path / "runs"), "--out", str(out), "--loglog"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(out) in capsys.readouterr().out

@@ -29,6 +29,10 @@ TOPICS: tuple[str, ...] = (
 class IdentityTask:
     """Synthetic items whose correct signal is a fixed function of the item's topic.
 
+    Each item asks "Which strategy fits <topic>?"; items with the same topic
+    share their text, as in SB3's ``IdentityEnv`` the observation determines
+    the right action.
+
     Args:
         num_signals: m, the number of strategies (signals).
         num_topics: Number of distinct topics (each mapped to one strategy).
@@ -58,7 +62,7 @@ class IdentityTask:
 
     def _item(self, split: str, i: int, rng: np.random.Generator) -> Item:
         topic = self.topics[int(rng.integers(len(self.topics)))]
-        question = f"Case {i}: a question about {topic}."
+        question = f"Which strategy fits {topic}?"
         return Item(f"identity/{split}/{i}", question, self.strategy_name(self.answer_key[topic]), {"topic": topic})
 
     @staticmethod

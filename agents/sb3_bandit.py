@@ -1,0 +1,291 @@
+"""Contextual-bandit Advisors on discrete signals: SB3 PPO/A2C with a GPT-2 policy, and classical bandits.
+
+Each episode of a bpa_gym env is one step (observe an item, send one of m
+signals, get the Receiver's correctness), so the Advisor problem with discrete
+signals is a contextual bandit.  This file trains one Advisor and evaluates it
+on the same path for every algorithm:
+
+* ``--algo ppo|a2c``: Stable-Baselines3 with ``gamma=0`` (one-step episodes,
+  so the value is the expected reward).  Observations are the item's token ids
+  (:class:`bpa_gym.wrappers.TokenIdsObservation`); the features extractor is a
+  GPT-2 (hub id, local folder with weights, or a random init from a config;
+  frozen or trainable) on the GPU when present, mean-pooled over real tokens.
+* ``--algo ucb1|thompson|exp3|linucb``: the classical learners of
+  ``agents/bandits.py``, keyed by the item text (LinUCB on hashed
+  bag-of-words features).
+
+Training runs inside :class:`bpa_gym.wrappers.RegretWrapper` when the env has
+a regret oracle (the Identity env always; the GSM8K env with
+``--oracle-table``), so every algorithm gets the same cumulative-regret
+curves in TensorBoard (``--log-dir``).  Evaluation then plays the learned
+policy without exploration through ``agents.bandits.run_bandit``.
+
+Run (offline, seconds):
+    python agents/sb3_bandit.py --algo ppo --env BayesPersuasion-Identity-v0 --total-steps 2000
+    python agents/sb3_bandit.py --algo ucb1 --env BayesPersuasion-Identity-v0 --total-steps 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `agents.*` importable when run as a script
+
+import bpa_gym  # noqa: E402  (registers the envs)
+from bpa_gym.errors import ConfigError, OracleUnavailableError  # noqa: E402
+from bpa_gym.wrappers import RegretWrapper, TokenIdsObservation  # noqa: E402
+
+from agents.bandits import UCB1, Exp3, LinUCB, ThompsonSampling, run_bandit  # noqa: E402
+
+DEFAULT_TOKENIZER = str(Path(__file__).resolve().parents[2] / "shared" / "models" / "gpt2")
+
+
+@dataclass
+class Args:
+    algo: str = field(default="ppo", metadata={"help": "ppo | a2c (SB3, GPT-2 policy) | ucb1 | thompson | exp3 | linucb"})
+    env: str = field(default="BayesPersuasion-Identity-v0", metadata={"help": "env id with discrete signals"})
+    receiver: str | None = field(default=None, metadata={"help": "Receiver spec (default: the env's own)"})
+    receiver_max_new_tokens: int | None = field(default=None, metadata={
+        "help": "generation budget of a spec-built Receiver (e.g. 64 for quick runs)"})
+    data_dir: str | None = field(default=None, metadata={"help": "folder holding gsm8k/ (GSM8K env)"})
+    subset_size: int | None = field(default=None, metadata={"help": "use the first N items of the split"})
+    oracle_table: str | None = field(default=None, metadata={"help": "oracle table .npz for regret on LLM envs"})
+    total_steps: int = field(default=3000, metadata={"help": "training steps (= episodes = Receiver calls)"})
+    eval_steps: int = field(default=256, metadata={"help": "greedy evaluation steps after training"})
+    seed: int = field(default=0, metadata={"help": "seed of the env, the agent and torch"})
+    tokenizer: str = field(default=DEFAULT_TOKENIZER, metadata={"help": "tokenizer hub id or folder (GPT-2's)"})
+    extractor: str = field(default="random:tiny", metadata={
+        "help": "GPT-2 features extractor: hub id / folder with weights, or random:tiny | random:<config folder>"})
+    trainable_extractor: bool = field(default=False, metadata={"help": "fine-tune the GPT-2 extractor too"})
+    pooling: str = field(default="meanmax", metadata={
+        "help": "how token states become features: mean | max | meanmax (both, concatenated)"})
+    max_length: int = field(default=64, metadata={"help": "token ids per observation"})
+    n_steps: int = field(default=64, metadata={"help": "SB3 rollout length per update"})
+    batch_size: int = field(default=64, metadata={"help": "SB3 minibatch size (PPO)"})
+    learning_rate: float = field(default=3e-3, metadata={"help": "SB3 learning rate"})
+    ent_coef: float = field(default=0.0, metadata={"help": "SB3 entropy bonus"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when present) | cpu | cuda"})
+    log_dir: str | None = field(default=None, metadata={"help": "TensorBoard folder (regret + SB3 logs)"})
+    out: str | None = field(default=None, metadata={"help": "write the summary as JSON here"})
+
+
+class GPT2FeaturesExtractor:
+    """Placeholder so the name exists before SB3 is imported; see :func:`make_gpt2_extractor_class`."""
+
+
+def make_gpt2_extractor_class():
+    """Build the SB3 features-extractor class (imports SB3 lazily)."""
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    class _GPT2FeaturesExtractor(BaseFeaturesExtractor):
+        """GPT-2 over token-id observations, mean-pooled over non-pad positions."""
+
+        def __init__(self, observation_space, model: str = "random:tiny", pad_token_id: int = 50256,
+                     trainable: bool = False, vocab_size: int | None = None, pooling: str = "meanmax"):
+            if pooling not in ("mean", "max", "meanmax"):
+                raise ConfigError(f"pooling must be mean, max or meanmax, got {pooling!r}")
+            backbone = load_gpt2_backbone(model, vocab_size)
+            width = backbone.config.n_embd * (2 if pooling == "meanmax" else 1)
+            super().__init__(observation_space, features_dim=width)
+            self.pooling = pooling
+            self.backbone = backbone
+            self.pad_token_id = int(pad_token_id)
+            self.trainable = trainable
+            if not trainable:
+                self.backbone.requires_grad_(False)
+                self.backbone.eval()
+
+        def forward(self, observations: torch.Tensor) -> torch.Tensor:
+            ids = observations.long()  # SB3 hands Box observations over as floats
+            mask = (ids != self.pad_token_id).long()
+            mask[:, 0] = 1  # never an all-padding row
+            with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+                hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * m).sum(1) / m.sum(1)
+            if self.pooling == "mean":
+                return mean
+            peak = hidden.masked_fill(m == 0, float("-inf")).amax(1)
+            return peak if self.pooling == "max" else torch.cat([mean, peak], dim=-1)
+
+    return _GPT2FeaturesExtractor
+
+
+def load_gpt2_backbone(spec: str, vocab_size: int | None = None) -> nn.Module:
+    """A GPT-2 body: ``random:tiny``, ``random:<config folder or hub id>``, or pretrained weights."""
+    from transformers import AutoConfig, GPT2Config, GPT2Model
+
+    if spec == "random:tiny":
+        return GPT2Model(GPT2Config(n_layer=2, n_head=2, n_embd=64, n_positions=512, vocab_size=vocab_size or 50257))
+    if spec.startswith("random:"):
+        return GPT2Model(AutoConfig.from_pretrained(spec.split(":", 1)[1]))
+    return GPT2Model.from_pretrained(spec)
+
+
+def hashed_bow(text: str, dim: int = 64) -> np.ndarray:
+    """Hashed bag-of-words features of an item text (plus a bias), for LinUCB."""
+    x = np.zeros(dim + 1)
+    x[-1] = 1.0
+    for word in re.findall(r"[a-z]+", text.lower()):
+        x[int(hashlib.md5(word.encode()).hexdigest(), 16) % dim] += 1.0
+    return x / max(np.linalg.norm(x), 1.0)
+
+
+class SB3Agent:
+    """Adapter: an SB3 model as a bandit agent (``act``/``update``) for the shared evaluation path."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def act(self, obs: Any) -> int:
+        action, _ = self.model.predict(obs, deterministic=True)
+        return int(action)
+
+    def update(self, obs: Any, action: int, reward: float, info: Any = None) -> None:
+        """SB3 learns in ``model.learn``; evaluation does not update."""
+
+
+class Frozen:
+    """Evaluation adapter: a classical bandit's greedy action, no updates."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+
+    def act(self, obs: Any) -> int:
+        greedy = getattr(self.agent, "greedy", None)
+        return int(greedy(obs)) if greedy is not None else int(self.agent.act(obs))
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def make_env(args: Args, tokenized: bool) -> gym.Env:
+    kwargs: dict[str, Any] = {}
+    if args.receiver is not None:
+        kwargs["receiver"] = args.receiver
+        if args.receiver_max_new_tokens is not None:
+            kwargs["receiver_kwargs"] = {"max_new_tokens": args.receiver_max_new_tokens}
+    if args.data_dir is not None:
+        kwargs["data_dir"] = args.data_dir
+    if args.subset_size is not None:
+        kwargs["subset_size"] = args.subset_size
+    if args.oracle_table is not None:
+        kwargs["oracle_table"] = args.oracle_table
+    env = gym.make(args.env, **kwargs)
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        raise ConfigError(f"{args.env} has action space {env.action_space}; bandit agents need discrete signals")
+    if tokenized:
+        env = TokenIdsObservation(env, args.tokenizer, max_length=args.max_length)
+    return env
+
+
+def with_regret(env: gym.Env, log_dir: str | None) -> gym.Env:
+    """Wrap in RegretWrapper when the env has an oracle; say so either way."""
+    try:
+        wrapped = RegretWrapper(env, log_dir=log_dir)
+    except OracleUnavailableError as exc:
+        print(f"regret: not tracked ({exc})")
+        return env
+    print(f"regret: {wrapped.oracle_name}")
+    return wrapped
+
+
+def make_classical(args: Args, n_actions: int):
+    key = str  # the item text is the context
+    if args.algo == "ucb1":
+        return UCB1(n_actions, context_key=key, seed=args.seed)
+    if args.algo == "thompson":
+        return ThompsonSampling(n_actions, context_key=key, seed=args.seed)
+    if args.algo == "exp3":
+        return Exp3(n_actions, context_key=key, seed=args.seed)
+    if args.algo == "linucb":
+        return LinUCB(n_actions, features=hashed_bow, seed=args.seed)
+    raise ConfigError(f"unknown --algo {args.algo!r}; choose ppo, a2c, ucb1, thompson, exp3 or linucb")
+
+
+def train(args: Args) -> dict[str, Any]:
+    """Train one Advisor, evaluate it greedily, return a summary dict."""
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    sb3 = args.algo in ("ppo", "a2c")
+    env = with_regret(make_env(args, tokenized=sb3), args.log_dir)
+    if sb3:
+        from stable_baselines3 import A2C, PPO
+
+        base = env if isinstance(env, TokenIdsObservation) else env.env
+        policy_kwargs = dict(
+            features_extractor_class=make_gpt2_extractor_class(),
+            features_extractor_kwargs=dict(model=args.extractor, pad_token_id=base.pad_token_id,
+                                           trainable=args.trainable_extractor, vocab_size=len(base.tokenizer),
+                                           pooling=args.pooling),
+            net_arch=dict(pi=[64], vf=[64]),
+        )
+        common = dict(gamma=0.0, learning_rate=args.learning_rate, n_steps=args.n_steps, ent_coef=args.ent_coef,
+                      policy_kwargs=policy_kwargs, seed=args.seed, device=device, verbose=0,
+                      tensorboard_log=args.log_dir)
+        if args.algo == "ppo":
+            model = PPO("MlpPolicy", env, batch_size=args.batch_size, gae_lambda=1.0, **common)
+        else:
+            model = A2C("MlpPolicy", env, gae_lambda=1.0, **common)
+        model.learn(total_timesteps=args.total_steps, progress_bar=False)
+        train_stats = None
+        final_regret = env.regret_info() if isinstance(env, RegretWrapper) else None
+        agent = SB3Agent(model)
+    else:
+        agent = make_classical(args, env.action_space.n)
+        train_stats = run_bandit(env, agent, args.total_steps, seed=args.seed)
+        final_regret = train_stats["final_regret"]
+        agent = Frozen(agent)
+    env.close()  # flushes the regret log
+    eval_env = make_env(args, tokenized=sb3)
+    evaluation = run_bandit(eval_env, agent, args.eval_steps, seed=args.seed + 1)
+    summary = {"args": dataclasses.asdict(args), "device": device, "train": train_stats,
+               "final_regret": final_regret, "eval_mean_reward": evaluation["mean_reward"]}
+    return summary
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+        else:
+            typ = {"int": int, "float": float}.get(str(f.type), str)
+            if "None" in str(f.type):
+                typ = {"int | None": int}.get(str(f.type), str)
+            p.add_argument(flag, type=typ, default=f.default, help=f.metadata["help"])
+    return Args(**vars(p.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    summary = train(args)
+    print(f"algo={args.algo} env={args.env} steps={args.total_steps} eval_mean_reward={summary['eval_mean_reward']:.3f}")
+    if summary["final_regret"]:
+        r = summary["final_regret"]
+        print(f"cumulative regret {r['cumulative']:.1f}  bound {r['bound']:.1f}  ratio {r['ratio']:.3f}")
+    if args.out:
+        import json
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
