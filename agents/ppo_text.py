@@ -1,0 +1,825 @@
+"""PPO for a language-model Advisor on bpa_gym's free-text persuasion envs (CleanRL style, one file).
+
+The Advisor is a causal LM (GPT-2 class).  It reads an information item (a
+GSM8K question) through a short prompt, ``"Question: {question}\\nAdvice:"``,
+and samples a free-text *signal*.  A black-box Receiver LLM answers the item
+with that signal in its context; the reward is the Receiver's correctness
+(Bayesian Persuasion Alignment, Bai et al. 2024, arXiv:2405.18718).
+
+Why not ``trl.PPOTrainer``?
+    TRL removed ``PPOTrainer`` (huggingface/trl#7020, TRL >= 1.13).  The last
+    one (``trl.experimental``, TRL <= 1.12) accepted only an ``nn.Module``
+    reward model that scores token ids; it could not take an environment's
+    reward, which users ran into exactly (huggingface/trl#2518, #2576).  Our
+    reward comes from a black-box Receiver behind
+    :meth:`bpa_gym.game.PersuasionGame.play` (a local model, a server, or a
+    test double), so this file writes the PPO loop on plain torch and uses the
+    building blocks TRL still ships: ``selective_log_softmax`` and
+    ``entropy_from_logits`` from ``trl.trainer.utils`` (a local fallback is used
+    only when that import fails; :data:`TRL_BLOCKS` says which).
+
+What one iteration does:
+    1. **Rollout.**  Sample ``batch_size`` items with the env's RNG
+       (``env.unwrapped.np_random``, seeded by ``env.reset(seed=...)``),
+       render the Advisor prompts, left-pad, and sample signals with
+       ``model.generate`` (temperature / top-k / top-p, at most
+       ``max_signal_tokens`` tokens, stopping at EOS or, by default, at a token
+       containing a newline).  Decode the signals and play them against the
+       Receiver with **one** call of ``env.unwrapped.game.play(items, signals)``
+       (one batched Receiver call).  A Receiver failure raises; it is never
+       scored 0.
+    2. **Scoring pass** (no grad): per-token log-probs of the sampled tokens
+       under the policy and the frozen reference, and the value head's values.
+    3. **Rewards.**  Per-token KL penalty ``-beta * (logp - logp_ref)``; the
+       Receiver's reward is added at the signal's last token.  ``beta`` comes
+       from the adaptive KL controller of Ziegler et al. 2019
+       (arXiv:1909.08593): ``beta *= 1 + clip(KL/target - 1, -0.2, 0.2) * n / horizon``.
+    4. **GAE** (gamma = 1 by default, lambda configurable) over the signal's
+       tokens; advantages are whitened over the valid tokens.
+    5. **PPO epochs** over shuffled minibatches (optionally split into
+       micro-batches with gradient accumulation): clipped surrogate, value
+       loss (optionally clipped), entropy bonus, gradient clipping.
+
+Memory: logits are only computed for the signal's positions (never for the
+prompt), in chunks of ``logprob_chunk_size`` tokens, each chunk under
+activation checkpointing when gradients are needed, so at most one
+``[micro_batch, chunk, vocab]`` logits tile is alive at once (GPT-2 small at
+batch 256 x 264 tokens would need ~13 GB for fp32 full-vocab logits).  Chunks
+are up-cast to fp32 before the log-softmax, so ``--bf16`` (autocast) keeps
+exact-enough ratios.
+
+Policy specs (``--policy``):
+    * a hub id or a local folder with weights (``gpt2``, ``./my-advisor``);
+    * ``random:<config folder>``: random init from that folder's
+      ``config.json`` (e.g. ``random:../shared/models/gpt2`` for GPT-2 small);
+    * ``random:tiny``: a 2-layer, 64-wide GPT-2 for CPU tests.
+    The tokenizer is ``--tokenizer`` (default: the policy folder).
+
+Checkpoints: every ``--save-every`` iterations ``<save-dir>/checkpoint.pt`` is
+written atomically (temp file + ``os.replace``) with the policy and value head,
+the optimizer, the KL controller, the python / numpy / torch (CPU and CUDA)
+RNG states, the env's item RNG and the iteration; the frozen reference is
+written once to ``<save-dir>/ref.pt``.  ``--resume`` continues a killed run
+exactly where its last checkpoint left it.
+
+Example (offline, CPU, a few minutes)::
+
+    python agents/ppo_text.py --policy random:tiny --tokenizer ../shared/models/gpt2 \\
+        --data-dir ../shared/data --receiver smollm2 --receiver-max-new-tokens 64 \\
+        --batch-size 8 --num-iterations 4 --max-signal-tokens 16
+    tensorboard --logdir runs/ppo_text
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import os
+import random
+import sys
+import time
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint
+
+try:  # TRL >= 1.x keeps these two memory-aware helpers after dropping PPOTrainer.
+    from trl.trainer.utils import entropy_from_logits, selective_log_softmax
+
+    TRL_BLOCKS = "trl.trainer.utils"
+except ImportError:  # pragma: no cover - only without TRL
+    TRL_BLOCKS = "local fallback (trl.trainer.utils not importable)"
+
+    def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, **_: Any) -> torch.Tensor:
+        """log_softmax(logits)[index], row by row to bound peak memory."""
+        return torch.stack([torch.log_softmax(row, -1).gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+                            for row, idx in zip(logits, index)])
+
+    def entropy_from_logits(logits: torch.Tensor, chunk_size: int = 128) -> torch.Tensor:
+        """Shannon entropy (nats) of each row of ``logits``."""
+        flat = logits.reshape(-1, logits.shape[-1])
+        out = [-(torch.exp(lp) * lp).sum(-1) for lp in (torch.log_softmax(c, -1) for c in flat.split(chunk_size))]
+        return torch.cat(out).reshape(logits.shape[:-1])
+
+import gymnasium as gym
+
+import bpa_gym
+from bpa_gym import ConfigError, Item, Outcome, ReceiverError
+
+
+# ----------------------------------------------------------------------------- arguments
+@dataclass
+class Args:
+    # --- experiment
+    exp_name: str = field(default="ppo_text", metadata={"help": "name of this experiment (names the run folder)"})
+    seed: int = field(default=1, metadata={"help": "seed of python, numpy, torch and the env's item RNG"})
+    torch_deterministic: bool = field(default=True, metadata={"help": "set torch.backends.cudnn.deterministic"})
+    device: str = field(default="auto", metadata={"help": "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'"})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast for the Advisor's forward passes"})
+    save_dir: str | None = field(default=None, metadata={
+        "help": "run folder for TensorBoard events and checkpoints (default runs/<exp_name>__<seed>)"})
+    save_every: int = field(default=10, metadata={"help": "write a checkpoint every N iterations (0: only at the end)"})
+    resume: bool = field(default=False, metadata={"help": "continue from <save_dir>/checkpoint.pt when it exists"})
+    progress: bool = field(default=True, metadata={"help": "show a tqdm progress bar"})
+    # --- environment / Receiver
+    env_id: str = field(default="BayesPersuasion-GSM8K-v0", metadata={"help": "a bpa_gym env id that supports signals='text'"})
+    data_dir: str | None = field(default=None, metadata={"help": "dataset folder (default $BPA_DATA_DIR, then the hub)"})
+    split: str = field(default="train", metadata={"help": "dataset split the items are drawn from"})
+    subset_size: int | None = field(default=None, metadata={"help": "use only the first N items of the split"})
+    receiver: str = field(default="smollm2", metadata={
+        "help": "Receiver spec: 'smollm2', 'hf:<id-or-path>', 'openai:<model>@<base_url>'"})
+    receiver_max_new_tokens: int = field(default=256, metadata={"help": "max tokens the Receiver generates per answer"})
+    receiver_device: str = field(default="auto", metadata={"help": "device of a local Receiver (smollm2/hf specs)"})
+    receiver_batch_size: int = field(default=16, metadata={"help": "batch size of a local Receiver's generate"})
+    # --- policy
+    policy: str = field(default="gpt2", metadata={
+        "help": "hub id, local folder with weights, or random:<config folder|'tiny'> for a random init"})
+    tokenizer: str | None = field(default=None, metadata={"help": "tokenizer id/folder (default: the policy's)"})
+    prompt_template: str = field(default="Question: {question}\nAdvice:", metadata={
+        "help": "Advisor prompt; must contain {question}"})
+    max_prompt_tokens: int = field(default=256, metadata={"help": "keep at most the last N prompt tokens"})
+    # --- signal sampling
+    max_signal_tokens: int = field(default=32, metadata={"help": "max tokens per signal"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (> 0); log-probs use the same"})
+    top_k: int = field(default=0, metadata={"help": "top-k sampling (0: off)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (1.0: off)"})
+    stop_at_newline: bool = field(default=True, metadata={"help": "end a signal at the first token containing a newline"})
+    # --- PPO
+    num_iterations: int = field(default=100, metadata={"help": "PPO iterations (one rollout batch each)"})
+    batch_size: int = field(default=64, metadata={"help": "signals per iteration (one Receiver batch call)"})
+    num_minibatches: int = field(default=4, metadata={"help": "minibatches per PPO epoch"})
+    micro_batch_size: int | None = field(default=None, metadata={
+        "help": "rows per forward/backward (gradient accumulation inside a minibatch; default: the minibatch)"})
+    forward_batch_size: int = field(default=32, metadata={"help": "rows per no-grad scoring forward in the rollout"})
+    logprob_chunk_size: int = field(default=32, metadata={"help": "signal tokens per logits chunk"})
+    update_epochs: int = field(default=4, metadata={"help": "PPO epochs per iteration"})
+    learning_rate: float = field(default=1e-5, metadata={"help": "Adam learning rate"})
+    anneal_lr: bool = field(default=False, metadata={"help": "linearly anneal the learning rate to 0"})
+    gamma: float = field(default=1.0, metadata={"help": "discount over signal tokens"})
+    gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda"})
+    norm_adv: bool = field(default=True, metadata={"help": "whiten advantages over the batch's valid tokens"})
+    clip_coef: float = field(default=0.2, metadata={"help": "surrogate clipping coefficient"})
+    clip_vloss: bool = field(default=True, metadata={"help": "clip the value loss around the rollout values"})
+    vf_clip_coef: float = field(default=0.2, metadata={"help": "value clipping range"})
+    vf_coef: float = field(default=0.1, metadata={"help": "value loss coefficient"})
+    ent_coef: float = field(default=0.0, metadata={"help": "entropy bonus coefficient"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
+    init_kl_coef: float = field(default=0.05, metadata={"help": "initial per-token KL penalty coefficient (beta)"})
+    adaptive_kl: bool = field(default=True, metadata={"help": "adapt beta towards target_kl (Ziegler et al. 2019)"})
+    target_kl: float = field(default=6.0, metadata={"help": "target KL per signal (nats, summed over tokens)"})
+    kl_horizon: int = field(default=10000, metadata={"help": "horizon of the adaptive KL controller (samples)"})
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    def resolved_save_dir(self) -> Path:
+        return Path(self.save_dir) if self.save_dir else Path("runs") / f"{self.exp_name}__{self.seed}"
+
+    def validate(self) -> None:
+        if "{question}" not in self.prompt_template:
+            raise ConfigError("prompt_template must contain {question}")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0 for PPO sampling, got {self.temperature}")
+        if self.batch_size < 1 or self.num_minibatches < 1 or self.batch_size % self.num_minibatches:
+            raise ConfigError(f"batch_size ({self.batch_size}) must be a positive multiple of "
+                              f"num_minibatches ({self.num_minibatches})")
+        micro = self.micro_batch_size or self.minibatch_size
+        if micro < 1 or self.minibatch_size % micro:
+            raise ConfigError(f"micro_batch_size ({micro}) must divide the minibatch size ({self.minibatch_size})")
+
+
+def _field_type(tp: Any) -> tuple[type, bool]:
+    """(base type, optional?) of a dataclass annotation like ``int | None``."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        (base,) = [a for a in args if a is not type(None)]
+        return base, True
+    return tp, False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """An argparse parser generated from :class:`Args` (help texts from the fields' metadata)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    hints = typing.get_type_hints(Args)
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        base, optional = _field_type(hints[f.name])
+        help_ = f.metadata.get("help", "")
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
+        else:
+            conv = (lambda s, b=base: None if s.lower() == "none" else b(s)) if optional else base
+            parser.add_argument(flag, type=conv, default=f.default, help=help_, metavar=base.__name__.upper())
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Args:
+    return Args(**vars(build_parser().parse_args(argv)))
+
+
+# ----------------------------------------------------------------------------- policy
+TINY_GPT2 = dict(n_layer=2, n_head=2, n_embd=64, n_positions=512)
+
+
+class ActorCritic(nn.Module):
+    """A causal LM (the actor) with a scalar value head on its last hidden state (the critic)."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+        hidden = lm.config.get_text_config().hidden_size
+        self.value_head = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states of the backbone (no LM head: logits are computed in chunks, see :func:`token_logprobs`)."""
+        return backbone_hidden(self.lm, input_ids, attention_mask)
+
+    def values(self, hidden: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.value_head(hidden.float()).squeeze(-1)
+
+
+def backbone_hidden(lm: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``lm.base_model``'s last hidden state for left-padded (and right-masked) rows."""
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    out = lm.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                        use_cache=False)
+    return out.last_hidden_state
+
+
+def load_tokenizer(name: str) -> Any:
+    """``AutoTokenizer`` set up for left-padded generation (pad = EOS when it has none)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(name)
+    if len(tok) == 0:
+        raise ConfigError(f"tokenizer {name!r} is empty")
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def make_policy(policy: str, tokenizer: str | None = None, *, seed: int = 0,
+                device: str | torch.device = "cpu") -> tuple[ActorCritic, Any]:
+    """Build the Advisor (LM + value head) and its tokenizer.
+
+    Args:
+        policy: Hub id / local folder with weights, ``random:<config folder>``
+            or ``random:tiny``.
+        tokenizer: Tokenizer id/folder; default: the policy's folder (required
+            for ``random:tiny``).
+        seed: Seeds the random init, so the same spec and seed give the same
+            weights.
+        device: Where the model goes.
+
+    Returns:
+        ``(actor_critic, tokenizer)``; dropout is off (the model is in eval
+        mode, as PPO's ratios need a deterministic policy).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config
+
+    random_init = policy.startswith("random:")
+    source = policy.split(":", 1)[1] if random_init else policy
+    tok_name = tokenizer or (None if source == "tiny" else source)
+    if tok_name is None:
+        raise ConfigError("policy 'random:tiny' needs --tokenizer (e.g. ../shared/models/gpt2)")
+    tok = load_tokenizer(tok_name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if random_init:
+            if source == "tiny":
+                config = GPT2Config(vocab_size=len(tok), bos_token_id=tok.eos_token_id,
+                                    eos_token_id=tok.eos_token_id, **TINY_GPT2)
+            else:
+                config = AutoConfig.from_pretrained(source)
+            lm = AutoModelForCausalLM.from_config(config)
+        else:
+            lm = AutoModelForCausalLM.from_pretrained(source)
+        ac = ActorCritic(lm)
+    if ac.lm.get_input_embeddings().num_embeddings < len(tok):
+        raise ConfigError(f"tokenizer {tok_name!r} has {len(tok)} tokens but the model only "
+                          f"{ac.lm.get_input_embeddings().num_embeddings} embeddings")
+    return ac.to(device).eval(), tok
+
+
+def make_reference(actor_critic: ActorCritic) -> nn.Module:
+    """A frozen copy of the Advisor's LM: the reference of the KL penalty."""
+    ref = copy.deepcopy(actor_critic.lm).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+# ----------------------------------------------------------------------------- log-probs
+def token_logprobs(lm: nn.Module, hidden: torch.Tensor, tokens: torch.Tensor, *, temperature: float = 1.0,
+                   chunk_size: int = 32, with_entropy: bool = False, entropy_grad: bool = False,
+                   checkpoint: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs of ``tokens`` given the hidden states that predict them, in chunks of positions.
+
+    Args:
+        lm: The LM whose output head (``get_output_embeddings()``) maps hidden
+            states to logits.
+        hidden: ``[B, T, H]``; ``hidden[:, t]`` predicts ``tokens[:, t]``.
+        tokens: ``[B, T]`` token ids.
+        temperature: Logits are divided by it (the sampling temperature).
+        chunk_size: Positions per logits tile ``[B, chunk, V]``.
+        with_entropy: Also return the per-position entropy.
+        entropy_grad: Let gradients flow through the entropy (only needed
+            for an entropy bonus; otherwise it is computed on detached logits).
+        checkpoint: Recompute each tile in backward instead of storing it
+            (default: when gradients are enabled), so training memory is one
+            tile, not ``[B, T, V]``.
+
+    Returns:
+        ``(logprobs [B, T], entropy [B, T] or None)``, float32.
+    """
+    head = lm.get_output_embeddings()
+    if checkpoint is None:
+        checkpoint = torch.is_grad_enabled() and hidden.requires_grad
+
+    def tile(h: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = head(h).float()
+        if temperature != 1.0:
+            logits = logits / temperature
+        lp = selective_log_softmax(logits, idx)
+        if with_entropy:
+            ent = entropy_from_logits(logits if entropy_grad else logits.detach())
+        else:
+            ent = lp.new_zeros(())
+        return lp, ent
+
+    lps, ents = [], []
+    for start in range(0, tokens.shape[1], chunk_size):
+        h, idx = hidden[:, start:start + chunk_size], tokens[:, start:start + chunk_size]
+        if checkpoint:
+            lp, ent = torch.utils.checkpoint.checkpoint(tile, h, idx, use_reentrant=False)
+        else:
+            lp, ent = tile(h, idx)
+        lps.append(lp)
+        ents.append(ent)
+    return torch.cat(lps, 1), (torch.cat(ents, 1) if with_entropy else None)
+
+
+def sequence_forward(actor_critic: ActorCritic, lm: nn.Module, query: torch.Tensor, query_mask: torch.Tensor,
+                     response: torch.Tensor, response_mask: torch.Tensor, *, temperature: float, chunk_size: int,
+                     with_values: bool, with_entropy: bool = False, entropy_grad: bool = False):
+    """Per-token log-probs (and values, entropy) of ``response`` after ``query`` under ``lm``."""
+    q = query.shape[1]
+    ids = torch.cat([query, response], 1)
+    mask = torch.cat([query_mask, response_mask], 1)
+    hidden = backbone_hidden(lm, ids, mask)[:, q - 1:-1]  # hidden[:, t] predicts response[:, t]
+    logprobs, entropy = token_logprobs(lm, hidden, response, temperature=temperature, chunk_size=chunk_size,
+                                       with_entropy=with_entropy, entropy_grad=entropy_grad)
+    values = actor_critic.values(hidden) if with_values else None
+    return logprobs, values, entropy
+
+
+# ----------------------------------------------------------------------------- KL controller
+class KLController:
+    """Per-token KL coefficient beta; adaptive (Ziegler et al. 2019) or fixed.
+
+    ``update(kl, n)`` with the batch's mean KL per signal and ``n`` samples:
+    ``beta *= 1 + clip(kl / target - 1, -0.2, 0.2) * n / horizon``.
+    """
+
+    def __init__(self, init_kl_coef: float, target: float | None = None, horizon: int = 10000) -> None:
+        if target is not None and (target <= 0 or horizon <= 0):
+            raise ConfigError("target KL and horizon must be > 0")
+        self.value = float(init_kl_coef)
+        self.target = target
+        self.horizon = horizon
+
+    def update(self, current_kl: float, n_steps: int) -> float:
+        if self.target is not None:
+            error = float(np.clip(current_kl / self.target - 1.0, -0.2, 0.2))
+            self.value *= 1.0 + error * n_steps / self.horizon
+        return self.value
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "target": self.target, "horizon": self.horizon}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.value, self.target, self.horizon = state["value"], state["target"], state["horizon"]
+
+
+# ----------------------------------------------------------------------------- rollout
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def stop_token_ids(tokenizer: Any, stop_at_newline: bool = True) -> list[int]:
+    """EOS plus, with ``stop_at_newline``, every token whose text contains a newline."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    if stop_at_newline:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        ids |= {i for i, t in enumerate(texts) if "\n" in t}
+    if not ids:
+        raise ConfigError("the tokenizer has no EOS token and stop_at_newline is off: signals could not end early")
+    return sorted(ids)
+
+
+def generate_signals(lm: nn.Module, tokenizer: Any, prompts: Sequence[str], args: Args,
+                     stop_ids: Sequence[int], device: torch.device) -> dict[str, Any]:
+    """Sample one signal per prompt with ``lm.generate`` (left-padded batch).
+
+    Returns:
+        dict with ``query`` / ``query_mask`` ``[B, Q]``, ``response`` /
+        ``response_mask`` ``[B, R]`` (the mask keeps the tokens up to and
+        including the first stop token) and ``signals`` (decoded text, cut at
+        the first newline when ``stop_at_newline``, stripped).
+    """
+    from transformers import GenerationConfig
+
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"][-args.max_prompt_tokens:] for p in prompts]
+    padded = tokenizer.pad({"input_ids": encoded}, padding=True, padding_side="left", return_tensors="pt")
+    query, query_mask = padded["input_ids"].to(device), padded["attention_mask"].to(device)
+    config = GenerationConfig(
+        do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        max_new_tokens=args.max_signal_tokens, eos_token_id=list(stop_ids), pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.inference_mode(), _autocast(device, args.bf16):
+        out = lm.generate(input_ids=query, attention_mask=query_mask, generation_config=config)
+    response = out[:, query.shape[1]:].clone()
+    is_stop = torch.isin(response, torch.tensor(list(stop_ids), device=device))
+    # length = index of the first stop token + 1 (or the whole response)
+    first = torch.where(is_stop.any(1), is_stop.float().argmax(1) + 1, torch.full_like(is_stop[:, 0], response.shape[1], dtype=torch.long))
+    response_mask = (torch.arange(response.shape[1], device=device)[None] < first[:, None]).long()
+    response = response.masked_fill(response_mask == 0, tokenizer.pad_token_id)
+    signals = []
+    for row, n in zip(response.tolist(), first.tolist()):
+        text = tokenizer.decode(row[:n], skip_special_tokens=True)
+        if args.stop_at_newline:
+            text = text.split("\n", 1)[0]
+        signals.append(text.strip())
+    return {"query": query, "query_mask": query_mask, "response": response, "response_mask": response_mask,
+            "signals": signals}
+
+
+def sample_items(env: gym.Env, n: int) -> list[Item]:
+    """``n`` items drawn with the env's own RNG (without replacement when the split is large enough)."""
+    base = env.unwrapped
+    idx = base.np_random.choice(len(base.items), size=n, replace=n > len(base.items))
+    return [base.items[int(i)] for i in idx]
+
+
+def rollout(env: gym.Env, actor_critic: ActorCritic, ref_lm: nn.Module, tokenizer: Any, args: Args,
+            stop_ids: Sequence[int], device: torch.device) -> dict[str, Any]:
+    """One PPO batch: sample items, generate signals, ONE batched Receiver call, score the tokens.
+
+    Returns:
+        The batch (tensors on ``device``: query, masks, response, logprobs,
+        ref_logprobs, values, scores), ``items``, ``signals``, ``outcomes`` and
+        ``timing`` (seconds: ``generate``, ``receiver``, ``score``).
+
+    Raises:
+        ReceiverError: The Receiver failed on any prompt (never scored 0).
+    """
+    base = env.unwrapped
+    items = sample_items(env, args.batch_size)
+    prompts = [args.prompt_template.format(question=it.question) for it in items]
+    max_chars = getattr(getattr(base, "action_space", None), "max_length", None)
+
+    _sync(device)
+    t0 = time.perf_counter()
+    batch = generate_signals(actor_critic.lm, tokenizer, prompts, args, stop_ids, device)
+    signals = [s[:max_chars] if max_chars else s for s in batch["signals"]]
+    _sync(device)
+    t1 = time.perf_counter()
+    outcomes: list[Outcome] = base.game.play(items, signals)  # one batched Receiver call
+    failed = [o for o in outcomes if o.failed]
+    if failed:
+        raise ReceiverError(f"receiver failed on {len(failed)}/{len(outcomes)} prompts "
+                            f"(first: item {failed[0].item_id}: {failed[0].error}); PPO never scores a failure as 0")
+    t2 = time.perf_counter()
+
+    logprobs, ref_logprobs, values = [], [], []
+    with torch.no_grad(), _autocast(device, args.bf16):
+        for s in range(0, args.batch_size, args.forward_batch_size):
+            sl = slice(s, s + args.forward_batch_size)
+            parts = (batch["query"][sl], batch["query_mask"][sl], batch["response"][sl], batch["response_mask"][sl])
+            lp, v, _ = sequence_forward(actor_critic, actor_critic.lm, *parts, temperature=args.temperature,
+                                        chunk_size=args.logprob_chunk_size, with_values=True)
+            rlp, _, _ = sequence_forward(actor_critic, ref_lm, *parts, temperature=args.temperature,
+                                         chunk_size=args.logprob_chunk_size, with_values=False)
+            logprobs.append(lp)
+            ref_logprobs.append(rlp)
+            values.append(v)
+    _sync(device)
+    t3 = time.perf_counter()
+    mask = batch["response_mask"].float()
+    batch.update(
+        signals=signals, items=items, outcomes=outcomes,
+        logprobs=torch.cat(logprobs) * mask, ref_logprobs=torch.cat(ref_logprobs) * mask,
+        values=torch.cat(values) * mask,
+        scores=torch.tensor([o.reward for o in outcomes], dtype=torch.float32, device=device),
+        timing={"generate": t1 - t0, "receiver": t2 - t1, "score": t3 - t2},
+    )
+    return batch
+
+
+# ----------------------------------------------------------------------------- PPO update
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return (x - mean) * torch.rsqrt(var + eps) * mask
+
+
+def compute_advantages(batch: dict[str, Any], kl_coef: float, gamma: float, lam: float,
+                       norm_adv: bool) -> dict[str, torch.Tensor]:
+    """Per-token rewards (KL penalty + Receiver reward at the last token), GAE advantages and returns."""
+    mask = batch["response_mask"].float()
+    kl = (batch["logprobs"] - batch["ref_logprobs"]) * mask
+    rewards = -kl_coef * kl
+    last = mask.sum(1).long() - 1
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    rewards[rows, last] += batch["scores"]
+    values = batch["values"] * mask
+    adv = torch.zeros_like(rewards)
+    lastgaelam = torch.zeros_like(rewards[:, 0])
+    T = rewards.shape[1]
+    for t in reversed(range(T)):
+        next_values = values[:, t + 1] if t + 1 < T else torch.zeros_like(values[:, 0])
+        delta = rewards[:, t] + gamma * next_values - values[:, t]
+        lastgaelam = delta + gamma * lam * lastgaelam
+        adv[:, t] = lastgaelam
+    adv = adv * mask
+    returns = adv + values
+    if norm_adv:
+        adv = masked_whiten(adv, mask)
+    return {"advantages": adv, "returns": returns, "rewards": rewards,
+            "kl": kl.sum(1).mean(), "non_score_reward": rewards.sum(1).mean() - batch["scores"].mean()}
+
+
+def ppo_update(actor_critic: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str, Any], args: Args,
+               kl_coef: float, device: torch.device) -> dict[str, float]:
+    """Rewards + GAE for ``batch``, then ``update_epochs`` epochs of clipped PPO over its minibatches."""
+    adv = compute_advantages(batch, kl_coef, args.gamma, args.gae_lambda, args.norm_adv)
+    B = args.batch_size
+    mb = args.minibatch_size
+    micro = args.micro_batch_size or mb
+    stats: dict[str, list[float]] = {k: [] for k in ("policy", "value", "entropy", "approx_kl", "clipfrac", "ratio")}
+    for _epoch in range(args.update_epochs):
+        perm = torch.randperm(B).to(device)
+        for start in range(0, B, mb):
+            optimizer.zero_grad(set_to_none=True)
+            for mstart in range(start, start + mb, micro):
+                idx = perm[mstart:mstart + micro]
+                mask = batch["response_mask"][idx].float()
+                with _autocast(device, args.bf16):
+                    new_lp, new_v, entropy = sequence_forward(
+                        actor_critic, actor_critic.lm, batch["query"][idx], batch["query_mask"][idx],
+                        batch["response"][idx], batch["response_mask"][idx], temperature=args.temperature,
+                        chunk_size=args.logprob_chunk_size, with_values=True, with_entropy=True,
+                        entropy_grad=args.ent_coef != 0)
+                old_lp, old_v = batch["logprobs"][idx], batch["values"][idx]
+                a, ret = adv["advantages"][idx], adv["returns"][idx]
+                logratio = (new_lp - old_lp) * mask
+                ratio = logratio.exp()
+                pg_loss = masked_mean(torch.max(-a * ratio, -a * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)),
+                                      mask)
+                v_loss_unclipped = (new_v - ret) ** 2
+                if args.clip_vloss:
+                    v_clipped = old_v + (new_v - old_v).clamp(-args.vf_clip_coef, args.vf_clip_coef)
+                    v_loss = 0.5 * masked_mean(torch.max(v_loss_unclipped, (v_clipped - ret) ** 2), mask)
+                else:
+                    v_loss = 0.5 * masked_mean(v_loss_unclipped, mask)
+                ent = masked_mean(entropy, mask)
+                loss = pg_loss + args.vf_coef * v_loss - args.ent_coef * ent
+                (loss * (len(idx) / mb)).backward()
+                with torch.no_grad():
+                    stats["policy"].append(pg_loss.item())
+                    stats["value"].append(v_loss.item())
+                    stats["entropy"].append(ent.item())
+                    stats["approx_kl"].append(masked_mean((ratio - 1) - logratio, mask).item())
+                    stats["clipfrac"].append(masked_mean(((ratio - 1).abs() > args.clip_coef).float(), mask).item())
+                    stats["ratio"].append(masked_mean(ratio, mask).item())
+            nn.utils.clip_grad_norm_(actor_critic.parameters(), args.max_grad_norm)
+            optimizer.step()
+    out = {k: float(np.mean(v)) for k, v in stats.items()}
+    out.update(kl=adv["kl"].item(), non_score_reward=adv["non_score_reward"].item())
+    return out
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temp file in the same folder, then ``os.replace`` (never a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_checkpoint(save_dir: Path, iteration: int, actor_critic: ActorCritic, ref_lm: nn.Module,
+                    optimizer: torch.optim.Optimizer, kl_ctl: KLController, env: gym.Env, args: Args) -> Path:
+    """Write ``checkpoint.pt`` atomically (and ``ref.pt`` once)."""
+    ref_path = save_dir / "ref.pt"
+    if not ref_path.exists():
+        atomic_save(ref_lm.state_dict(), ref_path)
+    path = save_dir / "checkpoint.pt"
+    atomic_save({
+        "iteration": iteration,
+        "policy": actor_critic.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "kl_controller": kl_ctl.state_dict(),
+        "rng": rng_state(),
+        "env_rng": env.unwrapped.np_random.bit_generator.state,
+        "args": dataclasses.asdict(args),
+    }, path)
+    return path
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    # weights_only=False: the file holds RNG states (numpy arrays, tuples) written by this script.
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+# ----------------------------------------------------------------------------- training
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = deterministic
+
+
+def make_env(args: Args) -> gym.Env:
+    """The text-signal env named by ``args`` (Receiver built from the spec string)."""
+    kwargs: dict[str, Any] = dict(signals="text", split=args.split, receiver=args.receiver)
+    if args.data_dir is not None:
+        kwargs["data_dir"] = args.data_dir
+    if args.subset_size is not None:
+        kwargs["subset_size"] = args.subset_size
+    rkw: dict[str, Any] = {"max_new_tokens": args.receiver_max_new_tokens}
+    if args.receiver.strip().lower() == "smollm2" or args.receiver.strip().lower().startswith("hf:"):
+        rkw.update(device=args.receiver_device, batch_size=args.receiver_batch_size)
+    kwargs["receiver_kwargs"] = rkw
+    return gym.make(args.env_id, **kwargs)
+
+
+def train(args: Args, *, env: gym.Env | None = None, actor_critic: ActorCritic | None = None,
+          tokenizer: Any = None, ref_lm: nn.Module | None = None,
+          callback: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Run PPO; returns ``{"history", "start_iteration", "actor_critic", "kl_coef", "save_dir"}``.
+
+    ``env``, ``actor_critic`` + ``tokenizer`` and ``ref_lm`` may be passed in
+    (tests, benchmarks); otherwise they are built from ``args``.  With
+    ``args.resume`` and an existing checkpoint, training continues from it
+    (the passed/built weights are overwritten by the checkpoint's).
+    ``callback(iteration, stats)`` runs after each iteration (and after its
+    checkpoint is written).
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    args.validate()
+    device = resolve_device(args.device)
+    seed_everything(args.seed, args.torch_deterministic)
+    save_dir = args.resolved_save_dir()
+    ckpt_path = save_dir / "checkpoint.pt"
+
+    if env is None:
+        env = make_env(args)
+    if getattr(env.unwrapped, "signal_mode", None) != "text":
+        raise ConfigError(f"{args.env_id} must be made with signals='text' for an LM Advisor")
+    env.reset(seed=args.seed)
+    if actor_critic is None:
+        actor_critic, tokenizer = make_policy(args.policy, args.tokenizer, seed=args.seed, device=device)
+    elif tokenizer is None:
+        raise ConfigError("train(actor_critic=...) needs tokenizer= too")
+    actor_critic.to(device).eval()
+    if ref_lm is None:
+        ref_lm = make_reference(actor_critic)
+        if args.resume and (save_dir / "ref.pt").exists():
+            ref_lm.load_state_dict(torch.load(save_dir / "ref.pt", map_location="cpu", weights_only=True))
+    ref_lm.to(device).eval().requires_grad_(False)
+    optimizer = torch.optim.Adam(actor_critic.parameters(), lr=args.learning_rate, eps=1e-5)
+    kl_ctl = KLController(args.init_kl_coef, args.target_kl if args.adaptive_kl else None, args.kl_horizon)
+    stop_ids = stop_token_ids(tokenizer, args.stop_at_newline)
+
+    start = 0
+    if args.resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        actor_critic.load_state_dict(ckpt["policy"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        kl_ctl.load_state_dict(ckpt["kl_controller"])
+        set_rng_state(ckpt["rng"])
+        env.unwrapped.np_random.bit_generator.state = ckpt["env_rng"]
+        start = int(ckpt["iteration"])
+        print(f"resumed from {ckpt_path} at iteration {start}", file=sys.stderr)
+
+    writer = SummaryWriter(str(save_dir))
+    if start == 0:
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(
+            f"|{k}|{v}|" for k, v in dataclasses.asdict(args).items()))
+    history: list[dict[str, float]] = []
+    iterator = range(start, args.num_iterations)
+    if args.progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, initial=start, total=args.num_iterations, desc="ppo", dynamic_ncols=True)
+    for iteration in iterator:
+        if args.anneal_lr:
+            for group in optimizer.param_groups:
+                group["lr"] = args.learning_rate * (1.0 - iteration / args.num_iterations)
+        t0 = time.perf_counter()
+        batch = rollout(env, actor_critic, ref_lm, tokenizer, args, stop_ids, device)
+        _sync(device)
+        t1 = time.perf_counter()
+        stats = ppo_update(actor_critic, optimizer, batch, args, kl_ctl.value, device)
+        _sync(device)
+        t2 = time.perf_counter()
+        kl_coef_used = kl_ctl.value
+        kl_ctl.update(stats["kl"], args.batch_size)
+        it = iteration + 1
+        row = {
+            "iteration": it, "reward": batch["scores"].mean().item(), "kl_coef": kl_coef_used,
+            "SPS": args.batch_size / (t2 - t0), "time_update": t2 - t1,
+            "signal_tokens": batch["response_mask"].float().sum(1).mean().item(),
+            **{f"time_{k}": v for k, v in batch["timing"].items()}, **stats,
+        }
+        history.append(row)
+        step = it * args.batch_size
+        writer.add_scalar("charts/reward", row["reward"], step)
+        writer.add_scalar("charts/SPS", row["SPS"], step)
+        writer.add_scalar("charts/kl_coef", kl_coef_used, step)
+        writer.add_scalar("charts/signal_tokens", row["signal_tokens"], step)
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], step)
+        writer.add_scalar("losses/policy", stats["policy"], step)
+        writer.add_scalar("losses/value", stats["value"], step)
+        writer.add_scalar("losses/approx_kl", stats["approx_kl"], step)
+        writer.add_scalar("losses/clipfrac", stats["clipfrac"], step)
+        writer.add_scalar("kl", stats["kl"], step)
+        writer.add_scalar("entropy", stats["entropy"], step)
+        for k, v in batch["timing"].items():
+            writer.add_scalar(f"time/{k}", v, step)
+        writer.add_scalar("time/update", t2 - t1, step)
+        if it == 1 or it % 10 == 0:
+            writer.add_text("signals", "\n\n".join(f"`{s!r}` -> {o.reward}" for s, o in
+                                                   zip(batch["signals"][:8], batch["outcomes"][:8])), step)
+        if args.progress:
+            iterator.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{stats['kl']:.2f}")
+        if (args.save_every and it % args.save_every == 0) or it == args.num_iterations:
+            save_checkpoint(save_dir, it, actor_critic, ref_lm, optimizer, kl_ctl, env, args)
+        if callback is not None:
+            callback(it, row)
+    writer.close()
+    return {"history": history, "start_iteration": start, "actor_critic": actor_critic, "kl_coef": kl_ctl.value,
+            "save_dir": save_dir}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    out = train(args)
+    hist = out["history"]
+    if hist:
+        k = max(1, len(hist) // 10)
+        first, last = np.mean([h["reward"] for h in hist[:k]]), np.mean([h["reward"] for h in hist[-k:]])
+        print(f"mean reward: first {k} iterations {first:.3f} -> last {k} {last:.3f}; "
+              f"checkpoints and TensorBoard events in {out['save_dir']}")
+
+
+if __name__ == "__main__":
+    main()
