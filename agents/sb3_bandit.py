@@ -104,16 +104,32 @@ def make_gpt2_extractor_class():
             self.backbone = backbone
             self.pad_token_id = int(pad_token_id)
             self.trainable = trainable
+            self.cache_size = 100_000
+            self._cache: dict[bytes, torch.Tensor] = {}
             if not trainable:
                 self.backbone.requires_grad_(False)
                 self.backbone.eval()
 
         def forward(self, observations: torch.Tensor) -> torch.Tensor:
             ids = observations.long()  # SB3 hands Box observations over as floats
+            if self.trainable:
+                return self._features(ids)
+            # Frozen: the features are a fixed function of the ids, so each distinct item is encoded once
+            # (PPO revisits every sample for n_epochs, and items recur across rollouts).
+            keys = [row.tobytes() for row in ids.cpu().numpy()]
+            missing = sorted({k for k in keys if k not in self._cache}, key=keys.index)
+            if missing:
+                with torch.no_grad():
+                    feats = self._features(ids[[keys.index(k) for k in missing]])
+                if len(self._cache) + len(missing) > self.cache_size:
+                    self._cache.clear()
+                self._cache.update(zip(missing, feats))
+            return torch.stack([self._cache[k] for k in keys])
+
+        def _features(self, ids: torch.Tensor) -> torch.Tensor:
             mask = (ids != self.pad_token_id).long()
             mask[:, 0] = 1  # never an all-padding row
-            with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
-                hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+            hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
             m = mask.unsqueeze(-1).to(hidden.dtype)
             mean = (hidden * m).sum(1) / m.sum(1)
             if self.pooling == "mean":
