@@ -157,7 +157,7 @@ class OracleTableRegret:
         >>> t = OracleTable(("a", "b"), ("", "hint"), np.array([[0.0, 1.0], [1.0, 0.0]]), "demo")
         >>> OracleTableRegret(t, "per_item").instant_regret(0, {"item_id": "a"})
         1.0
-        >>> OracleTableRegret(t, "best_fixed").instant_regret(0, {"item_id": "b"})
+        >>> OracleTableRegret(t, "best_fixed").instant_regret(1, {"item_id": "a"})  # s* = 0
         -1.0
     """
 
