@@ -1,0 +1,325 @@
+"""A Receiver backed by a local Hugging Face ``transformers`` causal language model.
+
+:class:`HFReceiver` loads any causal LM by hub id or local folder (or takes an
+already-built model object), renders chat prompts with the tokenizer's chat
+template, and answers them in left-padded batches with ``model.generate``.
+Greedy decoding is the default, so rewards are deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+
+from bpa_gym.errors import ConfigError, ModelNotFoundError, ReceiverError
+from bpa_gym.receivers import validate_prompts
+from bpa_gym.receivers.base import GenerationConfig
+from bpa_gym.types import ChatPrompt, Generation, Message
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The torch device for ``device``; ``"auto"`` is CUDA when available, else CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"device {device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from e
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was asked for but CUDA is not available; use device='auto' or 'cpu'")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """The torch dtype for ``dtype``; ``"auto"`` is bfloat16 on CUDA and float32 elsewhere."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return _DTYPES[dtype]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"dtype {dtype!r} is not supported; use 'auto', 'float32', 'bfloat16' or 'float16'"
+        ) from None
+
+
+def _not_found(model_id: str, cause: BaseException) -> ModelNotFoundError:
+    from huggingface_hub import constants
+
+    offline = " (HF_HUB_OFFLINE is set, so nothing is downloaded)" if constants.HF_HUB_OFFLINE else ""
+    return ModelNotFoundError(
+        f"could not load the model {model_id!r}{offline}: {cause}. "
+        "Fix: check the model id or local folder path; or go online / pre-download it with "
+        f"`hf download {model_id}` (offline mode must be off for downloads: set HF_HUB_OFFLINE=0); "
+        "or use the offline default receiver 'smollm2'."
+    )
+
+
+def _load_pretrained(loader: Any, model_id: str, **kwargs: Any) -> Any:
+    """``loader.from_pretrained(model_id)``, turning "cannot find it" failures into ModelNotFoundError."""
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return loader.from_pretrained(model_id, **kwargs)
+    except (OSError, HFValidationError) as e:
+        raise _not_found(model_id, e) from e
+
+
+class HFReceiver:
+    """A local ``transformers`` causal LM as the Receiver.
+
+    Prompts are rendered with the tokenizer's chat template
+    (``add_generation_prompt=True``) when it has one, otherwise as plain
+    ``"role: content"`` lines ending in ``"assistant:"``.  They are sorted by
+    length, split into left-padded batches of ``batch_size``, generated, and
+    returned in the original order.
+
+    Args:
+        model: A hub id (``"HuggingFaceTB/SmolLM2-135M-Instruct"``), a local
+            model folder, or an already-built ``PreTrainedModel``.
+        tokenizer: A tokenizer object or id/path; defaults to ``model``'s own.
+            Required when ``model`` is an object.  It is configured for
+            generation in place: left padding, and ``pad_token`` set to the EOS
+            token when it has none.
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``,
+            ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.  For a model object,
+            ``"auto"`` keeps the device it is on.
+        dtype: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), ``"float32"``,
+            ``"bfloat16"``, ``"float16"`` or a ``torch.dtype``.  For a model
+            object, ``"auto"`` keeps its dtype.
+        generation: Decoding settings (greedy by default).
+        batch_size: Largest number of prompts per ``model.generate`` call.
+        chat_template: ``"auto"`` uses the tokenizer's template when it has one;
+            ``None`` always uses the plain ``"role: content"`` format; any other
+            string is used as the Jinja chat template.
+        trust_remote_code: Passed to ``from_pretrained`` when loading by id.
+        max_new_tokens: Shortcut that overrides ``generation.max_new_tokens``.
+        temperature: Shortcut that overrides ``generation.temperature``.
+        top_p: Shortcut that overrides ``generation.top_p``.
+        seed: Shortcut that overrides ``generation.seed``.
+        name: Overrides the default name ``"hf:<id>"``.
+
+    Raises:
+        ModelNotFoundError: The model or tokenizer cannot be found (wrong id, or
+            not downloaded while offline).
+        ConfigError: An argument is invalid.
+
+    With sampling (``temperature > 0``) and a ``seed``, every ``generate`` call
+    reseeds a private copy of the torch RNG, so the same prompts with the same
+    ``batch_size`` give the same outputs; the global RNG is left untouched.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | PreTrainedModel,
+        *,
+        tokenizer: str | os.PathLike[str] | PreTrainedTokenizerBase | None = None,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype = "auto",
+        generation: GenerationConfig | None = None,
+        batch_size: int = 16,
+        chat_template: str | None = "auto",
+        trust_remote_code: bool = False,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        overrides = {
+            k: v
+            for k, v in dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed).items()
+            if v is not None
+        }
+        self.generation = dataclasses.replace(generation or GenerationConfig(), **overrides)
+        self.batch_size = batch_size
+
+        if isinstance(model, (str, os.PathLike)):
+            model_id = os.fspath(model)
+            if not model_id:
+                raise ConfigError("model must be a hub id or a local folder, got an empty string")
+            self.device = resolve_device(device)
+            self.dtype = resolve_dtype(dtype, self.device)
+            if tokenizer is None:
+                tokenizer = model_id
+            loaded = _load_pretrained(
+                AutoModelForCausalLM, model_id, dtype=self.dtype, trust_remote_code=trust_remote_code
+            )
+            self.model = loaded.to(self.device)
+        elif callable(getattr(model, "generate", None)) and hasattr(model, "config"):
+            if tokenizer is None:
+                raise ConfigError(
+                    f"HFReceiver got a model object ({type(model).__name__}) but no tokenizer; "
+                    "pass tokenizer=<tokenizer object or id/path>"
+                )
+            model_id = getattr(model.config, "_name_or_path", "") or type(model).__name__
+            current = next(model.parameters()).device
+            self.device = current if device == "auto" else resolve_device(device)
+            self.dtype = next(model.parameters()).dtype if dtype == "auto" else resolve_dtype(dtype, self.device)
+            self.model = model.to(device=self.device, dtype=self.dtype)
+        else:
+            raise ConfigError(
+                f"model must be a hub id, a local folder or a transformers PreTrainedModel, got {type(model).__name__}"
+            )
+        self.model.eval()
+        self.model_id = model_id
+        self.name = name or f"hf:{model_id}"
+
+        if isinstance(tokenizer, (str, os.PathLike)):
+            tokenizer = _load_pretrained(AutoTokenizer, os.fspath(tokenizer), trust_remote_code=trust_remote_code)
+        self.tokenizer = tokenizer
+        self._setup_tokenizer(chat_template)
+
+    def _setup_tokenizer(self, chat_template: str | None) -> None:
+        tok = self.tokenizer
+        if chat_template is None:
+            self.use_chat_template = False
+        elif chat_template == "auto":
+            self.use_chat_template = bool(getattr(tok, "chat_template", None))
+        else:
+            tok.chat_template = chat_template
+            self.use_chat_template = True
+        tok.padding_side = "left"
+        if tok.pad_token is None:
+            if tok.eos_token is None:
+                raise ConfigError(
+                    f"the tokenizer of {self.model_id} has neither a pad token nor an EOS token; "
+                    "set tokenizer.pad_token before building the HFReceiver"
+                )
+            tok.pad_token = tok.eos_token
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        if tok.eos_token_id is not None:
+            eos_ids.add(tok.eos_token_id)
+        if not eos_ids:
+            raise ConfigError(
+                f"{self.model_id} defines no EOS token, so generation could not stop; "
+                "set model.generation_config.eos_token_id or tokenizer.eos_token"
+            )
+        self.eos_token_ids: list[int] = sorted(eos_ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, device={str(self.device)!r}, dtype={self.dtype}, "
+            f"batch_size={self.batch_size}, generation={self.generation})"
+        )
+
+    def render(self, prompt: ChatPrompt) -> str:
+        """The text the model sees for ``prompt`` (chat template or plain format)."""
+        messages: list[Message] = [dict(m) for m in prompt]  # type: ignore[misc]
+        if self.use_chat_template:
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return str(text)
+        lines = [f"{m['role']}: {m['content']}" for m in messages]
+        lines.append("assistant:")
+        return "\n".join(lines)
+
+    def _encode(self, prompt: ChatPrompt) -> list[int]:
+        # A chat template writes its own special tokens (BOS etc.); the plain format relies on the tokenizer's.
+        encoded = self.tokenizer(self.render(prompt), add_special_tokens=not self.use_chat_template)
+        return list(encoded["input_ids"])
+
+    def _hf_generation_config(self) -> Any:
+        from transformers import GenerationConfig as HFGenerationConfig
+
+        g = self.generation
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=g.max_new_tokens,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        if g.greedy:
+            kwargs.update(do_sample=False)
+        else:
+            # top_k=0 switches off transformers' default top-k of 50: only temperature and top_p apply.
+            kwargs.update(do_sample=True, temperature=g.temperature, top_p=g.top_p, top_k=0)
+        return HFGenerationConfig(**kwargs)
+
+    def generate(self, prompts: Sequence[ChatPrompt]) -> list[Generation]:
+        """Answer every prompt, in batches of at most ``batch_size``.
+
+        Args:
+            prompts: Chat prompts (lists of ``{"role", "content"}`` messages).
+
+        Returns:
+            One :class:`~bpa_gym.types.Generation` per prompt, in order.  Its
+            ``completion_tokens`` counts the generated tokens up to and
+            including the first EOS token (padding after it is not counted),
+            and ``text`` is their decoding without special tokens.
+
+        Raises:
+            ReceiverError: The device ran out of memory.
+        """
+        validate_prompts(prompts, self.name)
+        if not prompts:
+            return []
+        encoded = [self._encode(p) for p in prompts]
+        # Longest first: similar lengths share a batch (less padding), and an OOM shows on the first batch.
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
+        config = self._hf_generation_config()
+        results: dict[int, Generation] = {}
+        with torch.random.fork_rng(devices=self._rng_devices(), enabled=self.generation.seed is not None):
+            if self.generation.seed is not None:
+                torch.manual_seed(self.generation.seed)
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                for i, gen in zip(chunk, self._generate_batch([encoded[i] for i in chunk], config)):
+                    results[i] = gen
+        return [results[i] for i in range(len(prompts))]
+
+    def _rng_devices(self) -> list[int]:
+        if self.device.type == "cuda":
+            return [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+        return []
+
+    def _generate_batch(self, batch: list[list[int]], config: Any) -> list[Generation]:
+        padded = self.tokenizer.pad({"input_ids": batch}, padding=True, padding_side="left", return_tensors="pt")
+        input_ids = padded["input_ids"].to(self.device)
+        attention_mask = padded["attention_mask"].to(self.device)
+        t0 = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(
+                    input_ids=input_ids, attention_mask=attention_mask, generation_config=config
+                )
+        except torch.cuda.OutOfMemoryError as e:
+            raise ReceiverError(
+                f"{self.name} ran out of GPU memory on a batch of {len(batch)} prompts; "
+                "lower batch_size or max_new_tokens, or use a smaller dtype"
+            ) from e
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        latency = (time.perf_counter() - t0) / len(batch)
+        new_tokens = out[:, input_ids.shape[1] :].tolist()
+        eos = set(self.eos_token_ids)
+        generations = []
+        for prompt_ids, row in zip(batch, new_tokens):
+            n = next((k + 1 for k, tok in enumerate(row) if tok in eos), len(row))
+            text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
+            generations.append(
+                Generation(text=text, prompt_tokens=len(prompt_ids), completion_tokens=n, latency_s=latency)
+            )
+        return generations
