@@ -37,10 +37,17 @@ ENV_SPECS: list[tuple[str, str, dict, str]] = [
 ]
 
 
+#: Envs whose ``step`` info carries wall-clock measurements (Receiver latency) and whose Receiver may be
+#: sampled or remote: Gymnasium's determinism check (which compares ``info`` exactly) does not apply.
+#: With a greedy local Receiver their observations and rewards are reproducible from the seed.
+NONDETERMINISTIC: frozenset[str] = frozenset({"BayesPersuasion-GSM8K-v0"})
+
+
 def register_envs() -> None:
     """Register every env in :data:`ENV_SPECS` (idempotent)."""
     import gymnasium as gym
 
     for env_id, entry_point, kwargs, _ in ENV_SPECS:
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs), disable_env_checker=False)
+            gym.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs), disable_env_checker=False,
+                         nondeterministic=env_id in NONDETERMINISTIC)

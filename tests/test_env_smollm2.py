@@ -41,6 +41,15 @@ def test_steps_with_a_real_answer_and_passes_check_env(smollm2, shared_data_dir,
     assert reward == float(is_correct(info["response"], info["gold"]))
     assert info["parse_status"] in ("ok", "unparseable")
     check_env(env.unwrapped)
+    # The spec is nondeterministic only for latency (wall-clock); the rest replays exactly from the seed.
+    assert env.spec.nondeterministic
+
+    def replay():
+        env.reset(seed=5)
+        return env.step(action)
+
+    (o1, r1, *_, i1), (o2, r2, *_, i2) = replay(), replay()
+    assert (o1, r1, i1["response"], i1["item_id"]) == (o2, r2, i2["response"], i2["item_id"])
 
 
 def test_spec_string_builds_smollm2(shared_data_dir):

@@ -76,6 +76,11 @@ class BayesPersuasionLLMEnv(gym.Env):
     failure raises :class:`~bpa_gym.errors.ReceiverError` instead of returning
     a reward).
 
+    Determinism: ``latency_s`` is a wall-clock measurement, so the spec is
+    registered ``nondeterministic=True`` (Gymnasium's checker compares step
+    ``info`` exactly); with a greedy local Receiver the observation, reward
+    and response are reproducible from the seed.
+
     Item order: ``reset(seed=s)`` draws a permutation of the items from ``s``;
     each further reset takes the next item, reshuffling after a full pass.
     ``reset(options={"item_index": i})`` plays item ``i`` of the split.
