@@ -37,11 +37,16 @@ def _make_env(args: argparse.Namespace):
     if receiver is not None:
         kwargs["receiver"] = receiver
         rk = {}
+        local = not receiver.startswith("openai:")  # batch size and device belong to local models
         if getattr(args, "max_new_tokens", None):
             rk["max_new_tokens"] = args.max_new_tokens
-        if getattr(args, "batch_size", None) and not receiver.startswith("openai:"):
+        if getattr(args, "batch_size", None) and local:
             rk["batch_size"] = args.batch_size
         if getattr(args, "device", None):
+            if not local:
+                from bpa_gym.errors import ConfigError
+
+                raise ConfigError("--device applies to local Receivers; a server Receiver runs where the server does")
             rk["device"] = args.device
         if rk:
             kwargs["receiver_kwargs"] = rk

@@ -519,6 +519,8 @@ def test_hf_rejects_bad_arguments(tiny_gpt2):
         _hf(tiny_gpt2, dtype="int8")
     with pytest.raises(ConfigError, match="batch_size"):
         _hf(tiny_gpt2, batch_size=0)
+    with pytest.raises(ConfigError, match="num_threads"):
+        _hf(tiny_gpt2, num_threads=0)
     with pytest.raises(ConfigError, match="model must be a hub id"):
         HFReceiver(3.5)  # type: ignore[arg-type]
     if not torch.cuda.is_available():

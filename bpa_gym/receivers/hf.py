@@ -117,6 +117,10 @@ class HFReceiver:
         top_p: Shortcut that overrides ``generation.top_p``.
         seed: Shortcut that overrides ``generation.seed``.
         name: Overrides the default name ``"hf:<id>"``.
+        num_threads: If given, calls ``torch.set_num_threads(num_threads)``
+            (process-wide).  On a CPU shared with other busy processes, 1 can
+            be many times faster than the default: every multi-threaded matmul
+            waits for its slowest thread, which may be descheduled.
 
     Raises:
         ModelNotFoundError: The model or tokenizer cannot be found (wrong id, or
@@ -144,11 +148,16 @@ class HFReceiver:
         top_p: float | None = None,
         seed: int | None = None,
         name: str | None = None,
+        num_threads: int | None = None,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if num_threads is not None:
+            if not isinstance(num_threads, int) or num_threads < 1:
+                raise ConfigError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+            torch.set_num_threads(num_threads)
         overrides = {
             k: v
             for k, v in dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed).items()
