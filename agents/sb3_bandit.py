@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import os
 import re
 import sys
 from dataclasses import dataclass, field

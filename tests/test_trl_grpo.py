@@ -7,7 +7,6 @@ against the real SmolLM2 Receiver.
 
 from __future__ import annotations
 
-import collections
 import importlib.util
 import math
 import os

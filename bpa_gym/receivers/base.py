@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, Sequence, runtime_checkable
 
 from bpa_gym.types import ChatPrompt, Generation
@@ -38,6 +38,16 @@ class GenerationConfig:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
+
+    @classmethod
+    def merged(cls, generation: "GenerationConfig | None" = None, **overrides: object) -> "GenerationConfig":
+        """``generation`` (or the defaults) with every override that is not ``None`` applied.
+
+        Example:
+            >>> GenerationConfig.merged(GenerationConfig(max_new_tokens=64), max_new_tokens=None, seed=3)
+            GenerationConfig(max_new_tokens=64, temperature=0.0, top_p=1.0, seed=3)
+        """
+        return replace(generation or cls(), **{k: v for k, v in overrides.items() if v is not None})
 
 
 @runtime_checkable

@@ -8,7 +8,6 @@ Greedy decoding is the default, so rewards are deterministic.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from typing import TYPE_CHECKING, Any, Sequence
@@ -158,12 +157,8 @@ class HFReceiver:
             if not isinstance(num_threads, int) or num_threads < 1:
                 raise ConfigError(f"num_threads must be a positive integer or None, got {num_threads!r}")
             torch.set_num_threads(num_threads)
-        overrides = {
-            k: v
-            for k, v in dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed).items()
-            if v is not None
-        }
-        self.generation = dataclasses.replace(generation or GenerationConfig(), **overrides)
+        self.generation = GenerationConfig.merged(generation, max_new_tokens=max_new_tokens, temperature=temperature,
+                                                  top_p=top_p, seed=seed)
         self.batch_size = batch_size
 
         if isinstance(model, (str, os.PathLike)):

@@ -8,7 +8,6 @@ pool, with retries and exponential backoff on transient failures.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -142,12 +141,8 @@ class OpenAIReceiver:
             raise ConfigError(f"backoff_s must be >= 0, got {backoff_s!r}")
         if on_error not in ("flag", "raise"):
             raise ConfigError(f"on_error must be 'flag' or 'raise', got {on_error!r}")
-        overrides = {
-            k: v
-            for k, v in dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed).items()
-            if v is not None
-        }
-        self.generation = dataclasses.replace(generation or GenerationConfig(), **overrides)
+        self.generation = GenerationConfig.merged(generation, max_new_tokens=max_new_tokens, temperature=temperature,
+                                                  top_p=top_p, seed=seed)
         self.model = model
         self.base_url = base_url
         self.url = f"{base_url}/chat/completions"

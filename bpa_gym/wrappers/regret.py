@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any
 
 import gymnasium as gym
 
