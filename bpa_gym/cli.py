@@ -63,17 +63,28 @@ def _cmd_signals(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
     import bpa_gym  # noqa: F401  (registers envs)
+    from bpa_gym.envs.llm import BayesPersuasionLLMEnv, default_signal_library
     from bpa_gym.receivers import ScriptedReceiver
 
-    # Listing signals needs no model: a scripted Receiver stands in.
-    kwargs: dict = {"receiver": ScriptedReceiver(lambda messages: "")}
-    if args.data_dir:
-        kwargs["data_dir"] = args.data_dir
-    env = gym.make(args.env, **kwargs).unwrapped
-    if getattr(env, "signal_library", None) is None:
-        print("this env takes free-text signals")
-        return 0
-    for i, s in enumerate(env.signal_library):
+    spec = gym.spec(args.env)
+    if spec.entry_point == f"{BayesPersuasionLLMEnv.__module__}:{BayesPersuasionLLMEnv.__name__}":
+        # An LLM env's library follows from its spec alone: no data or model needed.
+        if spec.kwargs.get("signals", "discrete") != "discrete":
+            print("this env takes free-text signals")
+            return 0
+        library = spec.kwargs.get("signal_library") or default_signal_library(spec.kwargs.get("task", "gsm8k"))
+    else:
+        # Other envs build cheaply; a scripted Receiver stands in where one is accepted.
+        kwargs: dict = {"receiver": ScriptedReceiver(lambda messages: "")} if "receiver" in spec.kwargs else {}
+        if args.data_dir:
+            kwargs["data_dir"] = args.data_dir
+        env = gym.make(args.env, **kwargs).unwrapped
+        library = getattr(env, "signal_library", None)
+        if library is None:
+            print("this env takes free-text signals" if getattr(env, "n_signals", 1) is None
+                  else f"this env's actions are not a text signal library: {env.action_space}")
+            return 0
+    for i, s in enumerate(library):
         print(f"{i:3d}  {s or '(no signal)'}")
     return 0
 

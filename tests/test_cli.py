@@ -27,6 +27,17 @@ def test_signals_lists_library(capsys, shared_data_dir):
     assert "  0  (no signal)" in out and "  9  Finish with a final line" in out
 
 
+def test_signals_needs_no_data(capsys, monkeypatch):
+    # The library follows from the env spec: listing it loads neither data nor a model.
+    monkeypatch.delenv("BPA_DATA_DIR", raising=False)
+    assert main(["signals", "--env", "BayesPersuasion-GSM8K-v0"]) == 0
+    assert "  1  Work step by step" in capsys.readouterr().out
+    assert main(["signals", "--env", "BayesPersuasion-Identity-v0"]) == 0
+    assert "  0  Strategy A" in capsys.readouterr().out
+    assert main(["signals", "--env", "BayesPersuasion-Prosecutor-v0"]) == 0
+    assert "not a text signal library" in capsys.readouterr().out
+
+
 def test_eval_on_identity_env(capsys, tmp_path):
     # The Identity env's rule-based Receiver: no model needed; signal 0 is right for some topics only.
     out_json = tmp_path / "r.json"

@@ -48,6 +48,16 @@ RESET_INFO_KEYS: tuple[str, ...] = ("item_id", "item_index", "split")
 _DEFAULT_LIBRARIES = {"gsm8k": MATH_SIGNALS, "humaneval": CODE_SIGNALS}
 
 
+def default_signal_library(task: str) -> tuple[str, ...]:
+    """The signal library a discrete-mode env uses for ``task`` when none is given.
+
+    Example:
+        >>> default_signal_library("gsm8k")[0] == ""  # index 0 is always "no signal"
+        True
+    """
+    return tuple(_DEFAULT_LIBRARIES.get(task, MATH_SIGNALS))
+
+
 class BayesPersuasionLLMEnv(gym.Env):
     """One-step persuasion game: observe an item, send a signal, get the Receiver's correctness.
 
@@ -167,8 +177,8 @@ class BayesPersuasionLLMEnv(gym.Env):
 
         self.observation_space = text_space_for((it.question for it in self.items), min_length=0)
         if signals == "discrete":
-            default = _DEFAULT_LIBRARIES.get(self.task.name, MATH_SIGNALS)
-            self.signal_library: SignalLibrary | None = SignalLibrary(signal_library or default)
+            self.signal_library: SignalLibrary | None = SignalLibrary(
+                signal_library or default_signal_library(self.task.name))
             self.action_space = spaces.Discrete(len(self.signal_library))
         else:
             if signal_library is not None:
