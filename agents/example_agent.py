@@ -1,4 +1,4 @@
-"""A custom Advisor in 25 lines: epsilon-greedy per item over discrete signals, public API only."""
+"""A custom Advisor in under 30 lines: epsilon-greedy per item over discrete signals, public API only."""
 
 import collections
 import random
