@@ -234,6 +234,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from bpa_gym.errors import BPAError
 
+    env_id = getattr(args, "env", None)
+    if env_id is not None:
+        import importlib
+
+        import gymnasium as gym
+
+        import bpa_gym
+
+        if ":" in env_id:  # "module:EnvId", as gym.make accepts: import the module, keep the id
+            module, env_id = env_id.split(":", 1)
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                print(f"bpa-gym: error: cannot import {module!r} for env {args.env!r}: {exc}", file=sys.stderr)
+                return 2
+            args.env = env_id
+        if env_id not in gym.registry:
+            print(f"bpa-gym: error: unknown env {env_id!r}; choose one of {bpa_gym.env_ids()} "
+                  "(`bpa-gym envs` lists them)", file=sys.stderr)
+            return 2
     try:
         return args.fn(args)
     except BPAError as exc:

@@ -27,12 +27,21 @@ def test_signals_lists_library(capsys, shared_data_dir):
     assert "  0  (no signal)" in out and "  9  Finish with a final line" in out
 
 
+@pytest.mark.parametrize("command", ["signals", "eval"])
+def test_unknown_env_is_a_clear_error(capsys, command):
+    assert main([command, "--env", "Nope-v0"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown env 'Nope-v0'" in err and "BayesPersuasion-GSM8K-v0" in err and "bpa-gym envs" in err
+
+
 def test_signals_needs_no_data(capsys, monkeypatch):
     # The library follows from the env spec: listing it loads neither data nor a model.
     monkeypatch.delenv("BPA_DATA_DIR", raising=False)
     assert main(["signals", "--env", "BayesPersuasion-GSM8K-v0"]) == 0
     assert "  1  Work step by step" in capsys.readouterr().out
     assert main(["signals", "--env", "BayesPersuasion-Identity-v0"]) == 0
+    assert "  0  Strategy A" in capsys.readouterr().out
+    assert main(["signals", "--env", "bpa_gym:BayesPersuasion-Identity-v0"]) == 0  # gym.make's module prefix
     assert "  0  Strategy A" in capsys.readouterr().out
     assert main(["signals", "--env", "BayesPersuasion-Prosecutor-v0"]) == 0
     assert "not a text signal library" in capsys.readouterr().out
