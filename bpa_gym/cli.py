@@ -64,7 +64,6 @@ def _cmd_signals(args: argparse.Namespace) -> int:
 
     import bpa_gym  # noqa: F401  (registers envs)
     from bpa_gym.envs.llm import BayesPersuasionLLMEnv, default_signal_library
-    from bpa_gym.receivers import ScriptedReceiver
 
     spec = gym.spec(args.env)
     if spec.entry_point == f"{BayesPersuasionLLMEnv.__module__}:{BayesPersuasionLLMEnv.__name__}":
@@ -74,14 +73,12 @@ def _cmd_signals(args: argparse.Namespace) -> int:
             return 0
         library = spec.kwargs.get("signal_library") or default_signal_library(spec.kwargs.get("task", "gsm8k"))
     else:
-        # Other envs build cheaply; a scripted Receiver stands in where one is accepted.
-        kwargs: dict = {"receiver": ScriptedReceiver(lambda messages: "")} if "receiver" in spec.kwargs else {}
-        if args.data_dir:
-            kwargs["data_dir"] = args.data_dir
+        # Other envs (Identity, tabular) build cheaply, with their own model-free Receivers.
+        kwargs: dict = {"data_dir": args.data_dir} if args.data_dir else {}
         env = gym.make(args.env, **kwargs).unwrapped
         library = getattr(env, "signal_library", None)
         if library is None:
-            print("this env takes free-text signals" if getattr(env, "n_signals", 1) is None
+            print("this env takes free-text signals" if getattr(env, "num_signals", 1) is None
                   else f"this env's actions are not a text signal library: {env.action_space}")
             return 0
     for i, s in enumerate(library):
