@@ -111,7 +111,7 @@ except ImportError:  # pragma: no cover - only without TRL
 import gymnasium as gym
 
 import bpa_gym
-from bpa_gym import ConfigError, Item, Outcome, ReceiverError
+from bpa_gym import ConfigError, Item, Outcome
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -501,11 +501,8 @@ def rollout(env: gym.Env, actor_critic: ActorCritic, ref_lm: nn.Module, tokenize
     signals = [s[:max_chars] if max_chars else s for s in batch["signals"]]
     _sync(device)
     t1 = time.perf_counter()
-    outcomes: list[Outcome] = base.game.play(items, signals)  # one batched Receiver call
-    failed = [o for o in outcomes if o.failed]
-    if failed:
-        raise ReceiverError(f"receiver failed on {len(failed)}/{len(outcomes)} prompts "
-                            f"(first: item {failed[0].item_id}: {failed[0].error}); PPO never scores a failure as 0")
+    # One batched Receiver call; a failure raises ReceiverError (PPO never scores it 0).
+    outcomes: list[Outcome] = base.game.play(items, signals, on_error="raise")
     t2 = time.perf_counter()
 
     logprobs, ref_logprobs, values = [], [], []

@@ -52,16 +52,25 @@ class PersuasionGame:
         self.template = template or task.default_template()
         self.on_error = on_error
 
-    def play(self, items: Sequence[Item], signals: Sequence[str]) -> list[Outcome]:
+    def play(self, items: Sequence[Item], signals: Sequence[str], *, on_error: OnError | None = None) -> list[Outcome]:
         """Play every (item, signal) pair with one batched Receiver call.
 
         Args:
             items: The information items.
             signals: One signal text per item ("" = no signal).
+            on_error: Overrides the game's ``on_error`` for this call; a
+                trainer that needs a reward for every pair passes ``"raise"``.
 
         Returns:
             One :class:`~bpa_gym.types.Outcome` per pair, in order.
+
+        Raises:
+            ReceiverError: The Receiver failed and ``on_error`` is ``"raise"``.
         """
+        if on_error is None:
+            on_error = self.on_error
+        elif on_error not in ("raise", "flag"):
+            raise ConfigError(f"on_error must be 'raise' or 'flag', got {on_error!r}")
         if len(items) != len(signals):
             raise ConfigError(f"play() got {len(items)} items but {len(signals)} signals; pass one signal per item")
         if not items:
@@ -78,11 +87,12 @@ class PersuasionGame:
         outcomes: list[Outcome] = []
         for item, sig, gen in zip(items, signals, generations):
             if gen.error is not None:
-                if self.on_error == "raise":
+                if on_error == "raise":
                     raise ReceiverError(
                         f"receiver {self.receiver.name} failed on item {item.id}: {gen.error}. "
-                        "Fix the Receiver (is the server up? the model id right?) or pass "
-                        "on_error='flag' to record failures as NaN-reward outcomes."
+                        "Fix the Receiver (is the server up? the model id right?); a failure is never scored 0"
+                        + ("" if on_error != self.on_error else
+                           ", or pass on_error='flag' to record failures as NaN-reward outcomes") + "."
                     )
                 outcomes.append(
                     Outcome(item.id, sig, float("nan"), False, "", None, item.gold, "receiver_error",

@@ -215,6 +215,12 @@ def test_game_play_batches_and_flags(shared_data_dir):
     assert flagged[1].status == "receiver_error" and np.isnan(flagged[1].reward) and flagged[1].failed
     with pytest.raises(ReceiverError, match="timeout"):
         bpa_gym.PersuasionGame(task, Flaky()).play(items[:2], ["", ""])
+    # a per-call on_error overrides the game's: a trainer that needs every reward raises on a flagging game
+    with pytest.raises(ReceiverError, match="never scored 0"):
+        bpa_gym.PersuasionGame(task, Flaky(), on_error="flag").play(items[:2], ["", ""], on_error="raise")
+    assert bpa_gym.PersuasionGame(task, Flaky()).play(items[:2], ["", ""], on_error="flag")[1].failed
+    with pytest.raises(ConfigError, match="on_error"):
+        game.play(items[:1], [""], on_error="ignore")
 
 
 def test_render_ansi(shared_data_dir):

@@ -37,7 +37,7 @@ from __future__ import annotations
 import string
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from bpa_gym.errors import ConfigError, ReceiverError
+from bpa_gym.errors import ConfigError
 from bpa_gym.types import Item, Outcome
 
 __all__ = [
@@ -322,15 +322,9 @@ class PersuasionReward:
         signals = [completion_text(c) for c in completions]
         if self.max_signal_chars is not None:
             signals = [s[: self.max_signal_chars] for s in signals]
-        outcomes = self.game.play(items, signals)  # one batched Receiver call
+        # One batched Receiver call; a failure raises ReceiverError even where the game flags failures.
+        outcomes = self.game.play(items, signals, on_error="raise")
         self.calls += 1
-        failed = [o for o in outcomes if o.failed]
-        if failed:
-            o = failed[0]
-            raise ReceiverError(
-                f"{self.__name__}: the Receiver failed on {len(failed)} of {len(outcomes)} prompts "
-                f"(first: item {o.item_id}: {o.error}); a failure is never scored as 0"
-            )
         self.last_outcomes = outcomes
         n = len(outcomes)
         rewards = [float(o.reward) for o in outcomes]
