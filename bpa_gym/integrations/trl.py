@@ -88,6 +88,13 @@ def _check_text_mode(env_or_game: Any) -> None:
         )
 
 
+def _env_items(obj: Any) -> list[Item] | None:
+    """The item list of an env (wrapped or not), or ``None`` for a game or another object."""
+    obj = _unwrap(obj)
+    items = getattr(obj, "items", None)
+    return list(items) if hasattr(obj, "game") and items is not None and not callable(items) else None
+
+
 def _is_item_seq(obj: Any) -> bool:
     return isinstance(obj, Sequence) and not isinstance(obj, (str, bytes)) and all(isinstance(x, Item) for x in obj)
 
@@ -98,11 +105,9 @@ def _items_of(source: Any, split: str | None = None) -> list[Item]:
         if split is not None:
             raise ConfigError("split= only applies to an env or a game; you passed the items themselves")
         return list(source)
-    obj = _unwrap(source)
-    if hasattr(obj, "items") and hasattr(obj, "game") and not callable(obj.items):
-        if split is None or split == getattr(obj, "split", None):
-            return list(obj.items)
-        return list(obj.game.task.load(split))
+    env_items = _env_items(source)
+    if env_items is not None and (split is None or split == getattr(_unwrap(source), "split", None)):
+        return env_items
     game = _game_of(source)
     if split is None:
         raise ConfigError(
@@ -377,8 +382,7 @@ def make_reward_fn(
         >>> from bpa_gym.types import Item
         >>> items = [Item("q/0", "What is 6*7?", "42")]
         >>> receiver = ScriptedReceiver.keyword_gated("carefully", {"What is 6*7?": "The answer is 42."})
-        >>> task = GSM8KTask.__new__(GSM8KTask); task._data_dir, task._cache = None, {}
-        >>> reward = make_reward_fn(PersuasionGame(task, receiver), items=items)
+        >>> reward = make_reward_fn(PersuasionGame(GSM8KTask(), receiver), items=items)
         >>> reward(["..."] * 2, [" go carefully", " guess"], item_id=["q/0", "q/0"])
         [1.0, 0.0]
         >>> reward.__name__, receiver.calls
@@ -387,9 +391,7 @@ def make_reward_fn(
     game = _game_of(env_or_game)
     _check_text_mode(env_or_game)
     if items is None:
-        obj = _unwrap(env_or_game)
-        env_items = getattr(obj, "items", None)
-        items = list(env_items) if (env_items is not None and not callable(env_items)) else []
+        items = _env_items(env_or_game) or []
     return PersuasionReward(
         game, items, name=name, max_signal_chars=max_signal_chars, log_metrics=log_metrics,
         fallback_task=getattr(game, "task", None),
