@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from bpa_gym.receivers.hf import HFReceiver
     from bpa_gym.receivers.openai_compat import OpenAIReceiver
     from bpa_gym.receivers.scripted import ScriptedReceiver
-    from bpa_gym.receivers.smollm2 import SmolLM2Receiver, smollm2_path, smollm2_receiver
+    from bpa_gym.receivers.smollm2 import SmolLM2Receiver, smollm2_path
 
 __all__ = [
     "GenerationConfig",
@@ -34,7 +34,6 @@ __all__ = [
     "SmolLM2Receiver",
     "make_receiver",
     "smollm2_path",
-    "smollm2_receiver",
     "validate_prompts",
 ]
 
@@ -44,7 +43,6 @@ _LAZY = {
     "ScriptedReceiver": "bpa_gym.receivers.scripted",
     "SmolLM2Receiver": "bpa_gym.receivers.smollm2",
     "smollm2_path": "bpa_gym.receivers.smollm2",
-    "smollm2_receiver": "bpa_gym.receivers.smollm2",
 }
 
 SPEC_FORMS = (

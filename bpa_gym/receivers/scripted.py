@@ -126,11 +126,6 @@ class ScriptedReceiver:
         kwargs.setdefault("name", f"scripted:keyword={keyword}")
         return cls(answer, **kwargs)  # type: ignore[arg-type]
 
-    @property
-    def batch_sizes(self) -> list[int]:
-        """Alias of :attr:`calls`: the batch size of every ``generate`` call."""
-        return list(self.calls)
-
     def reset(self) -> None:
         """Forget the recorded prompts and calls."""
         self.prompts.clear()

@@ -215,8 +215,3 @@ class SmolLM2Receiver(HFReceiver):
     def __init__(self, *, cache_dir: str | os.PathLike[str] | None = None, **hf_kwargs: Any) -> None:
         hf_kwargs.setdefault("name", "smollm2")
         super().__init__(smollm2_path(cache_dir), **hf_kwargs)
-
-
-def smollm2_receiver(**hf_kwargs: Any) -> SmolLM2Receiver:
-    """Build a :class:`SmolLM2Receiver`; keywords as for its constructor."""
-    return SmolLM2Receiver(**hf_kwargs)
