@@ -241,10 +241,6 @@ class ActorCritic(nn.Module):
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Last hidden states of the backbone (no LM head: logits are computed in chunks, see :func:`token_logprobs`)."""
-        return backbone_hidden(self.lm, input_ids, attention_mask)
-
     def values(self, hidden: torch.Tensor) -> torch.Tensor:
         with torch.autocast(hidden.device.type, enabled=False):
             return self.value_head(hidden.float()).squeeze(-1)
@@ -414,7 +410,8 @@ class KLController:
 
 
 # ----------------------------------------------------------------------------- rollout
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA), so wall-clock timings are honest."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -495,11 +492,11 @@ def rollout(env: gym.Env, actor_critic: ActorCritic, ref_lm: nn.Module, tokenize
     prompts = [args.prompt_template.format(question=it.question) for it in items]
     max_chars = getattr(getattr(base, "action_space", None), "max_length", None)
 
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     batch = generate_signals(actor_critic.lm, tokenizer, prompts, args, stop_ids, device)
     signals = [s[:max_chars] if max_chars else s for s in batch["signals"]]
-    _sync(device)
+    sync(device)
     t1 = time.perf_counter()
     # One batched Receiver call; a failure raises ReceiverError (PPO never scores it 0).
     outcomes: list[Outcome] = base.game.play(items, signals, on_error="raise")
@@ -517,7 +514,7 @@ def rollout(env: gym.Env, actor_critic: ActorCritic, ref_lm: nn.Module, tokenize
             logprobs.append(lp)
             ref_logprobs.append(rlp)
             values.append(v)
-    _sync(device)
+    sync(device)
     t3 = time.perf_counter()
     mask = batch["response_mask"].float()
     batch.update(
@@ -763,10 +760,10 @@ def train(args: Args, *, env: gym.Env | None = None, actor_critic: ActorCritic |
                 group["lr"] = args.learning_rate * (1.0 - iteration / args.num_iterations)
         t0 = time.perf_counter()
         batch = rollout(env, actor_critic, ref_lm, tokenizer, args, stop_ids, device)
-        _sync(device)
+        sync(device)
         t1 = time.perf_counter()
         stats = ppo_update(actor_critic, optimizer, batch, args, kl_ctl.value, device)
-        _sync(device)
+        sync(device)
         t2 = time.perf_counter()
         kl_coef_used = kl_ctl.value
         kl_ctl.update(stats["kl"], args.batch_size)

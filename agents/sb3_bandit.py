@@ -81,10 +81,6 @@ class Args:
     out: str | None = field(default=None, metadata={"help": "write the summary as JSON here"})
 
 
-class GPT2FeaturesExtractor:
-    """Placeholder so the name exists before SB3 is imported; see :func:`make_gpt2_extractor_class`."""
-
-
 def make_gpt2_extractor_class():
     """Build the SB3 features-extractor class (imports SB3 lazily)."""
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
@@ -116,10 +112,13 @@ def make_gpt2_extractor_class():
             # Frozen: the features are a fixed function of the ids, so each distinct item is encoded once
             # (PPO revisits every sample for n_epochs, and items recur across rollouts).
             keys = [row.tobytes() for row in ids.cpu().numpy()]
-            missing = sorted({k for k in keys if k not in self._cache}, key=keys.index)
+            missing: dict[bytes, int] = {}  # uncached key -> its first row
+            for row, k in enumerate(keys):
+                if k not in self._cache:
+                    missing.setdefault(k, row)
             if missing:
                 with torch.no_grad():
-                    feats = self._features(ids[[keys.index(k) for k in missing]])
+                    feats = self._features(ids[list(missing.values())])
                 if len(self._cache) + len(missing) > self.cache_size:
                     self._cache.clear()
                 self._cache.update(zip(missing, feats))

@@ -171,13 +171,13 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     rows = []
     for i in range(opts.warmup + opts.iterations):
-        sync(device)
+        ppo_text.sync(device)
         t0 = time.perf_counter()
         batch = ppo_text.rollout(env, actor_critic, ref_lm, tokenizer, args, stop_ids, device)
-        sync(device)
+        ppo_text.sync(device)
         t1 = time.perf_counter()
         stats = ppo_text.ppo_update(actor_critic, optimizer, batch, args, kl_ctl.value, device)
-        sync(device)
+        ppo_text.sync(device)
         t2 = time.perf_counter()
         kl_ctl.update(stats["kl"], args.batch_size)
         row = {"iteration": i, "warmup": i < opts.warmup, **batch["timing"], "update": t2 - t1,
@@ -210,11 +210,6 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         Path(opts.out).write_text(json.dumps(report, indent=2))
         print(f"wrote {opts.out}")
     return report
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def print_table(report: dict[str, Any]) -> None:
