@@ -36,6 +36,18 @@ def gpt2_dir(shared_dir) -> Path:
     return shared_dir / "models" / "gpt2"
 
 
+@pytest.fixture()
+def one_thread():
+    """One torch thread for the test (restored afterwards): tiny models on a busy 2-core box only lose to
+    intra-op thread contention."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------- real Receivers (slow tests)
 
 

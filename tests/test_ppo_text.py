@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -17,7 +16,8 @@ import pytest
 import torch
 
 import bpa_gym
-from bpa_gym.types import Generation
+from bpa_gym.receivers import ScriptedReceiver
+from bpa_gym.tasks.gsm8k import GSM8KTask
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -26,8 +26,11 @@ GPT2_DIR = SHARED / "models" / "gpt2"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-pytestmark = pytest.mark.skipif(not (DATA_DIR / "gsm8k").is_dir() or not (GPT2_DIR / "tokenizer.json").is_file(),
-                                reason=f"offline assets (gsm8k data, gpt2 tokenizer) not found under {SHARED}")
+pytestmark = [
+    pytest.mark.skipif(not (DATA_DIR / "gsm8k").is_dir() or not (GPT2_DIR / "tokenizer.json").is_file(),
+                       reason=f"offline assets (gsm8k data, gpt2 tokenizer) not found under {SHARED}"),
+    pytest.mark.usefixtures("one_thread"),  # tiny models: intra-op threads only add contention (6 s vs 50 s a run)
+]
 
 from agents import ppo_text as P  # noqa: E402
 
@@ -37,37 +40,15 @@ from agents import ppo_text as P  # noqa: E402
 KEYWORD = " carefully"
 
 
-class KeywordReceiver:
-    """Test double: answers "The answer is <gold>." iff the Hint contains the keyword, else "I don't know."."""
-
-    name = "keyword-test-double"
-
-    def __init__(self, keyword: str = KEYWORD, fail: bool = False) -> None:
-        self.keyword = keyword.strip().casefold()
-        self.golds: dict[str, str] = {}
-        self.calls: list[int] = []
-        self.fail = fail
-
-    def generate(self, prompts):
-        self.calls.append(len(prompts))
-        out = []
-        for messages in prompts:
-            if self.fail:
-                out.append(Generation(text="", error="scripted outage"))
-                continue
-            content = messages[-1]["content"]
-            question = max((q for q in self.golds if q in content), key=len)
-            hint = re.search(r"Hint: ([^\n]*)", content)  # the GSM8K template's signal block
-            ok = hint is not None and self.keyword in hint.group(1).casefold()
-            out.append(Generation(f"The answer is {self.golds[question]}." if ok else "I don't know."))
-        return out
-
-
-def make_env(receiver: KeywordReceiver | None = None, subset_size: int = 64):
-    receiver = receiver or KeywordReceiver()
+def make_env(fail: bool = False, subset_size: int = 64):
+    """The free-text GSM8K env with the library's keyword test double: it answers "The answer is <gold>."
+    iff the signal contains the keyword, else "I don't know."; with ``fail`` every prompt fails."""
+    items = GSM8KTask(data_dir=DATA_DIR).load("test")[:subset_size]
+    receiver = ScriptedReceiver.keyword_gated(
+        KEYWORD.strip(), {it.question: f"The answer is {it.gold}." for it in items},
+        fail_on=(lambda messages: True) if fail else None, name="keyword-test-double")
     env = gym.make("BayesPersuasion-GSM8K-v0", receiver=receiver, signals="text", data_dir=str(DATA_DIR),
                    split="test", subset_size=subset_size)
-    receiver.golds = {it.question: it.gold for it in env.unwrapped.items}
     return env, receiver
 
 
@@ -76,15 +57,6 @@ def tiny_args(tmp_path: Path, **kw) -> P.Args:
                 tokenizer=str(GPT2_DIR), max_prompt_tokens=64, max_signal_tokens=8, forward_batch_size=32)
     base.update(kw)
     return P.Args(**base)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on a shared 2-core box: intra-op threads only add contention (6 s vs 50 s per run here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +207,7 @@ def test_cli_parser_from_dataclass():
 
 def test_receiver_failure_raises_never_zero(tmp_path, tiny):
     ac, tok = tiny
-    env, receiver = make_env(KeywordReceiver(fail=True), subset_size=8)
+    env, receiver = make_env(fail=True, subset_size=8)
     env.reset(seed=0)
     args = tiny_args(tmp_path, batch_size=4, num_minibatches=1, max_signal_tokens=3)
     with pytest.raises(bpa_gym.ReceiverError):
@@ -244,7 +216,7 @@ def test_receiver_failure_raises_never_zero(tmp_path, tiny):
 
 
 # ----------------------------------------------------------------------------- learning
-def run_keyword_learning(tmp_path: Path, seed: int) -> tuple[list[float], dict, KeywordReceiver, P.Args]:
+def run_keyword_learning(tmp_path: Path, seed: int) -> tuple[list[float], dict, ScriptedReceiver, P.Args]:
     torch.manual_seed(seed)
     env, receiver = make_env()
     ac, tok = P.make_policy("random:tiny", str(GPT2_DIR), seed=seed)

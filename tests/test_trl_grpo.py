@@ -117,17 +117,6 @@ def agent():
     return module
 
 
-@pytest.fixture()
-def one_thread():
-    """2-core CI boxes are often busy: one torch thread avoids thread thrashing (restored afterwards)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------- reward fn
 def test_reward_fn_one_receiver_call_per_batch_and_right_items(text_env):
     env, receiver = text_env
