@@ -36,7 +36,9 @@ are saved to ``<output_dir>/init_policy`` first and loaded from there: with
 import argparse
 import dataclasses
 import os
+import shutil
 import sys
+import tempfile
 import time
 import typing
 from dataclasses import dataclass, field
@@ -179,9 +181,18 @@ def build_policy(args: Args, tokenizer, out_dir: str) -> str:
     torch.manual_seed(args.seed)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    os.makedirs(init_dir, exist_ok=True)
-    model.save_pretrained(init_dir)
-    tokenizer.save_pretrained(init_dir)
+    # Written to a temp folder and renamed into place: a killed run never leaves a half-written init_policy
+    # that a resumed run would take for the real one.
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".init_policy.tmp-", dir=out_dir)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if os.path.isdir(init_dir):  # an incomplete folder (no config.json) from an older run
+            shutil.rmtree(init_dir)
+        os.replace(tmp, init_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return init_dir
 
 

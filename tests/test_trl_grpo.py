@@ -300,6 +300,7 @@ def test_beta_with_random_init_and_resume(agent, tmp_path, one_thread):
     trainer = agent.make_trainer(agent.Args(total_steps=2, **common), env=env)
     init_dir = out / "init_policy"
     assert (init_dir / "config.json").is_file() and (init_dir / "tokenizer.json").is_file()
+    assert not list(out.glob(".init_policy.tmp-*"))  # written atomically: no temp folder left behind
     assert trainer.ref_model is not None
     assert Path(trainer.ref_model.config._name_or_path).resolve() == init_dir.resolve()
     init_sd = trainer.ref_model.state_dict()
