@@ -112,6 +112,7 @@ import gymnasium as gym
 
 import bpa_gym
 from bpa_gym import ConfigError, Item, Outcome
+from bpa_gym.receivers.hf import resolve_device
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -667,12 +668,6 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- training
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     random.seed(seed)
     np.random.seed(seed)

@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `agents.*` impor
 
 import bpa_gym  # noqa: E402  (registers the envs)
 from bpa_gym.errors import ConfigError, OracleUnavailableError  # noqa: E402
+from bpa_gym.receivers.hf import resolve_device  # noqa: E402
 from bpa_gym.wrappers import RegretWrapper, TokenIdsObservation  # noqa: E402
 
 from agents.bandits import UCB1, Exp3, LinUCB, ThompsonSampling, run_bandit  # noqa: E402
@@ -234,7 +235,7 @@ def train(args: Args) -> dict[str, Any]:
     """Train one Advisor, evaluate it greedily, return a summary dict."""
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = str(resolve_device(args.device))
     sb3 = args.algo in ("ppo", "a2c")
     env = with_regret(make_env(args, tokenized=sb3), args.log_dir)
     if sb3:

@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from agents import ppo_text  # noqa: E402
+from bpa_gym.receivers.hf import resolve_device  # noqa: E402
 
 #: Keys of the JSON report (tests check them).
 REPORT_KEYS = ("config", "device", "samples_per_s", "time_s", "share", "peak_gpu_mem_gib",
@@ -138,7 +139,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import bpa_gym  # noqa: F401  (registers the envs)
 
     opts = parse(argv)
-    device = ppo_text.resolve_device(opts.device)
+    device = resolve_device(opts.device)
     if opts.bf16 is None:
         opts.bf16 = device.type == "cuda"
     threads = opts.torch_threads or (1 if opts.tiny and device.type == "cpu" else None)
