@@ -37,7 +37,7 @@ from __future__ import annotations
 import string
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from bpa_gym.errors import ConfigError
+from bpa_gym.errors import BPAError, ConfigError
 from bpa_gym.types import Item, Outcome
 
 __all__ = [
@@ -299,7 +299,7 @@ class PersuasionReward:
                 try:
                     for it in self._task.load(split):
                         self._by_id.setdefault(it.id, it)
-                except Exception:  # a split that cannot be loaded simply contributes no ids
+                except BPAError:  # a split whose data is missing (DataNotFoundError) contributes no ids
                     continue
             missing = [i for i in missing if i not in self._by_id]
         if missing:
