@@ -112,7 +112,7 @@ import gymnasium as gym
 
 import bpa_gym
 from bpa_gym import ConfigError, Item, Outcome
-from bpa_gym.receivers.hf import resolve_device
+from bpa_gym.common import resolve_device
 
 
 # ----------------------------------------------------------------------------- arguments

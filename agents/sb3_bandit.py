@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `agents.*` impor
 
 import bpa_gym  # noqa: E402  (registers the envs)
 from bpa_gym.errors import ConfigError, OracleUnavailableError  # noqa: E402
-from bpa_gym.receivers.hf import resolve_device  # noqa: E402
+from bpa_gym.common import resolve_device  # noqa: E402
 from bpa_gym.wrappers import RegretWrapper, TokenIdsObservation  # noqa: E402
 
 from agents.bandits import UCB1, Exp3, LinUCB, ThompsonSampling, run_bandit  # noqa: E402

@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from agents import ppo_text  # noqa: E402
-from bpa_gym.receivers.hf import resolve_device  # noqa: E402
+from bpa_gym.common import resolve_device  # noqa: E402
 
 #: Keys of the JSON report (tests check them).
 REPORT_KEYS = ("config", "device", "samples_per_s", "time_s", "share", "peak_gpu_mem_gib",

@@ -35,6 +35,10 @@ class Item:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: Why a Receiver stopped generating (the OpenAI API's vocabulary).
+FinishReason = Literal["stop", "length"]
+
+
 @dataclass(frozen=True)
 class Generation:
     """What a Receiver produced for one prompt.
@@ -46,6 +50,9 @@ class Generation:
         latency_s: Wall-clock seconds of the call that produced this
             generation (for a batch, the batch's time divided evenly).
         error: ``None`` on success; otherwise a description of the failure.
+        finish_reason: Why generation stopped: ``"stop"`` (end of sequence or
+            a stop string), ``"length"`` (cut at ``max_new_tokens``), or
+            ``None`` when the Receiver cannot tell.
     """
 
     text: str
@@ -53,6 +60,7 @@ class Generation:
     completion_tokens: int | None = None
     latency_s: float = 0.0
     error: str | None = None
+    finish_reason: FinishReason | None = None
 
 
 #: How the scorer read a response.

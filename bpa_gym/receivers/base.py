@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 from bpa_gym.types import ChatPrompt, Generation
 
@@ -66,3 +66,23 @@ class Receiver(Protocol):
     def generate(self, prompts: Sequence[ChatPrompt]) -> list[Generation]:
         """Answer every prompt (batched where the backend allows)."""
         ...
+
+
+def receiver_identity(receiver: Any) -> dict[str, Any]:
+    """What determines a Receiver's answers, as a JSON-serialisable dict.
+
+    Receivers expose it as an ``identity`` property: the model (id or path and
+    its revision or file checksum), the generation settings and anything else
+    that changes the answers.  Oracle tables and the response cache are bound
+    to it.  A Receiver without one is identified by its class and ``name``
+    alone (weaker: two different models under one name look the same).
+
+    Example:
+        >>> from bpa_gym.receivers.scripted import ScriptedReceiver
+        >>> sorted(receiver_identity(ScriptedReceiver(lambda m: "1")))
+        ['class', 'name']
+    """
+    ident = getattr(receiver, "identity", None)
+    if ident is None:
+        return {"class": type(receiver).__qualname__, "name": str(getattr(receiver, "name", type(receiver).__name__))}
+    return dict(ident)

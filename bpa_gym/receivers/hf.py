@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
+from bpa_gym.common.torch_utils import resolve_device, resolve_dtype
 from bpa_gym.errors import ConfigError, ModelNotFoundError, ReceiverError
 from bpa_gym.receivers import validate_prompts
 from bpa_gym.receivers.base import GenerationConfig
@@ -21,45 +22,6 @@ from bpa_gym.types import ChatPrompt, Generation, Message
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-_DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """The torch device for ``device``; ``"auto"`` is CUDA when available, else CPU."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"device {device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from e
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} was asked for but CUDA is not available; use device='auto' or 'cpu'")
-    return resolved
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """The torch dtype for ``dtype``; ``"auto"`` is bfloat16 on CUDA and float32 elsewhere."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    try:
-        return _DTYPES[dtype]
-    except (KeyError, TypeError):
-        raise ConfigError(
-            f"dtype {dtype!r} is not supported; use 'auto', 'float32', 'bfloat16' or 'float16'"
-        ) from None
-
 
 def _not_found(model_id: str, cause: BaseException) -> ModelNotFoundError:
     from huggingface_hub import constants
