@@ -19,7 +19,7 @@ def closed_form(k: int, n: int, z: float) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-@settings(deadline=None, max_examples=60)
+@settings(deadline=None, max_examples=40)
 @given(n=st.integers(1, 10**5), frac=st.floats(0, 1), level=st.sampled_from([0.5, 0.9, 0.95, 0.99]))
 def test_matches_the_closed_form(n, frac, level):
     from scipy.stats import norm
