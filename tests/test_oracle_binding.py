@@ -180,3 +180,26 @@ def test_hand_made_table_is_refused_by_an_env(shared_data_dir):
 def test_oracle_table_argument_type_is_checked(shared_data_dir):
     with pytest.raises(ConfigError, match="oracle_table must be an OracleTable or the path of a saved one, got int"):
         gsm8k(shared_data_dir, oracle_table=123)
+
+
+@pytest.mark.slow
+def test_smollm2_table_is_refused_by_other_generation_settings(smollm2_dir, shared_data_dir, tmp_path):
+    """Real component: a table from the real SmolLM2 Receiver (2 items, max_new_tokens=16) is bound to it."""
+    from bpa_gym.receivers import make_receiver
+
+    def env(max_new_tokens, **kwargs):
+        return gsm8k(shared_data_dir, make_receiver("smollm2", max_new_tokens=max_new_tokens), subset_size=2,
+                     **kwargs)
+
+    table = build_oracle_table(env(16), batch_size=4)
+    assert table.rewards.shape == (2, 2) and set(np.unique(table.rewards)) <= {0.0, 1.0}
+    assert table.identity["generation"]["max_new_tokens"] == 16 and table.receiver == "smollm2"
+    path = table.save(tmp_path / "smollm2.npz")
+    with pytest.raises(ConfigError) as exc:
+        env(24, oracle_table=path)
+    assert f"oracle table {path}" in str(exc.value)
+    assert "generation.max_new_tokens: table's 16 vs env's 24" in str(exc.value)
+    same = env(16, oracle_table=path)  # the same setup accepts it and measures regret against it
+    wrapped = RegretWrapper(same)
+    wrapped.reset(options={"item_index": 0})
+    assert wrapped.step(0)[-1]["regret"]["instant"] == table.rewards[0].max() - table.rewards[0, 0]
