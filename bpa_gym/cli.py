@@ -15,7 +15,60 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with bpa-gym's one error style: the usage line, then ``bpa-gym: error: ...``, exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"bpa-gym: error: {message}\n")
+
+
+def _integer_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type=``: an integer >= ``minimum`` (the wording of :mod:`bpa_gym.common.validation`)."""
+    expected = f"an integer >= {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {value}")
+        return value
+
+    parse.__name__ = expected  # argparse names the type in some messages
+    return parse
+
+
+_positive_int = _integer_at_least(1)
+
+
+def _signal_choice(text: str) -> int | None:
+    """``--signal``: ``none`` (no signal; ``None``) or a signal index >= 0."""
+    key = text.strip().lower()
+    if key in ("none", ""):
+        return None
+    try:
+        value = int(key, 10)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a signal index >= 0 (see `bpa-gym signals`) or 'none', "
+                                         f"got {text!r}")
+    return value
+
+
+def _output_path(text: str) -> Path:
+    """An output file path: checked before the (possibly long) run, not after it."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a file path, got an empty string")
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file path")
+    return path
 
 
 def _cmd_envs(args: argparse.Namespace) -> int:
@@ -96,18 +149,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.signal_text is not None:
         signal = args.signal_text
         label = "custom text"
+    elif args.signal is None:
+        signal, label = "", "no signal"
     else:
         if env.signal_library is None:
             raise ConfigError("this env takes free-text signals: pass --signal-text TEXT instead of --signal")
-        key = args.signal
-        if key in ("none", ""):
-            signal, label = "", "no signal"
-        else:
-            try:
-                index = int(key)
-            except ValueError:
-                raise ConfigError(f"--signal must be an index 0..{len(env.signal_library) - 1} or 'none', got {key!r}") from None
-            signal, label = env.signal_library[index], f"signal {index}"
+        signal, label = env.signal_library[args.signal], f"signal {args.signal}"  # ConfigError when out of range
     n = min(args.n, len(env.items))
     if args.n > len(env.items):
         print(f"note: the split has only {len(env.items)} items; evaluating all of them", file=sys.stderr)
@@ -117,7 +164,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     with tqdm(total=n, desc=f"eval {label}", unit="item", file=sys.stderr) as bar:
         for lo in range(0, n, args.batch_size):
             chunk = items[lo : lo + args.batch_size]
-            outcomes += env.game.play(chunk, [signal] * len(chunk))
+            outcomes += env.game.play(chunk, [signal] * len(chunk), on_error="raise")  # never a silent 0
             bar.update(len(chunk))
             bar.set_postfix(acc=f"{sum(o.correct for o in outcomes) / len(outcomes):.3f}")
     elapsed = time.perf_counter() - start
@@ -144,8 +191,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"parsed     {result['parse_rate']:.3f}  (answers the scorer could read)")
     print(f"speed      {result['seconds_per_item']:.2f} s/item")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        from bpa_gym.common.files import atomic_write
+
+        with atomic_write(args.json, "w") as fh:
+            fh.write(json.dumps(result, indent=2))
     return 0
 
 
@@ -178,7 +227,7 @@ def _cmd_plot_regret(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bpa-gym", description="Bayesian Persuasion Alignment gym.")
+    p = _Parser(prog="bpa-gym", description="Bayesian Persuasion Alignment gym.")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("envs", help="list the registered environments")
@@ -193,15 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--env", default="BayesPersuasion-GSM8K-v0", help="environment id (see `bpa-gym envs`)")
     s.add_argument("--receiver", default=None,
                    help="'smollm2' (the GSM8K env's offline default), 'hf:<id-or-path>' or 'openai:<model>@<base_url>'")
-    s.add_argument("--signal", default="none", help="signal index in the env's library, or 'none' (default)")
-    s.add_argument("--signal-text", default=None, help="a free-text signal instead of --signal")
-    s.add_argument("--n", type=int, default=20, help="number of items (the first N of the split)")
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--signal", type=_signal_choice, default=None,
+                       help="signal index in the env's library, or 'none' (default)")
+    which.add_argument("--signal-text", default=None, help="a free-text signal instead of --signal")
+    s.add_argument("--n", type=_positive_int, default=20, help="number of items (the first N of the split)")
     s.add_argument("--split", default=None, help="dataset split (default: the env's, 'test')")
     s.add_argument("--data-dir", default=None, help="folder holding gsm8k/ (default: $BPA_DATA_DIR, then the HF hub)")
-    s.add_argument("--batch-size", type=int, default=8, help="prompts per Receiver batch call")
-    s.add_argument("--max-new-tokens", type=int, default=None, help="Receiver generation budget")
+    s.add_argument("--batch-size", type=_positive_int, default=8, help="prompts per Receiver batch call")
+    s.add_argument("--max-new-tokens", type=_positive_int, default=None, help="Receiver generation budget")
     s.add_argument("--device", default=None, help="Receiver device for local models (default: CUDA when present)")
-    s.add_argument("--json", default=None, help="also write the result as JSON to this path")
+    s.add_argument("--json", type=_output_path, default=None, help="also write the result as JSON to this path")
     s.set_defaults(fn=_cmd_eval)
 
     s = sub.add_parser("oracle-table", help="tabulate every signal on every item (for RegretWrapper on LLM envs)")
@@ -209,26 +260,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--receiver", default=None, help="Receiver spec (default: the env's, 'smollm2' for GSM8K); greedy")
     s.add_argument("--data-dir", default=None)
     s.add_argument("--split", default=None)
-    s.add_argument("--subset-size", type=int, default=None, help="use the first N items of the split")
-    s.add_argument("--batch-size", type=int, default=16)
-    s.add_argument("--max-new-tokens", type=int, default=None)
+    s.add_argument("--subset-size", type=_positive_int, default=None, help="use the first N items of the split")
+    s.add_argument("--batch-size", type=_positive_int, default=16, help="(item, signal) pairs per Receiver call")
+    s.add_argument("--max-new-tokens", type=_positive_int, default=None, help="Receiver generation budget")
     s.add_argument("--device", default=None)
-    s.add_argument("--out", required=True, help="output .npz path")
+    s.add_argument("--out", type=_output_path, required=True, help="output .npz path")
     s.set_defaults(fn=_cmd_oracle_table)
 
     s = sub.add_parser("plot-regret", help="plot cumulative regret vs. the bound from TensorBoard logs")
     s.add_argument("logdirs", nargs="+", help="RegretWrapper log dirs (one per seed, or parents of seed dirs)")
-    s.add_argument("--out", default="regret.png", help="output PNG path")
+    s.add_argument("--out", type=_output_path, default=Path("regret.png"), help="output PNG path")
     s.add_argument("--loglog", action="store_true", help="log-log axes")
     s.set_defaults(fn=_cmd_plot_regret)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 1:
-        print("bpa-gym: error: --n must be >= 1", file=sys.stderr)
-        return 2
+    """Run the command line; returns the exit code (2 with a ``bpa-gym: error:`` line for bad input)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse's errors (already printed) and --help
+        return exc.code if isinstance(exc.code, int) else 2
     from bpa_gym.errors import BPAError
 
     env_id = getattr(args, "env", None)

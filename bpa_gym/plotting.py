@@ -16,11 +16,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from bpa_gym.common.files import atomic_write
+from bpa_gym.common.validation import Arguments, Bool, NonEmptyStr, Str, check
 from bpa_gym.errors import ConfigError, DataNotFoundError
+
+
+class _PlotArgs(Arguments):
+    loglog: Bool = False
+    labels: list[Str] | None = None
+    title: Str | None = None
+    out_suffix: NonEmptyStr = ".png"
 
 
 def _has_events(d: Path) -> bool:
@@ -105,50 +114,68 @@ def plot_regret(
 
     Raises:
         DataNotFoundError: a directory is missing or has no regret events.
-        ConfigError: ``labels`` does not match ``log_dirs``.
+        ConfigError: bad arguments (``labels`` not one string per log dir, ``loglog`` not a bool, an
+            image format matplotlib cannot write, ...).
     """
+    dirs = [log_dirs] if isinstance(log_dirs, (str, os.PathLike)) else log_dirs
+    if isinstance(dirs, (bytes, Mapping)) or not isinstance(dirs, Sequence) \
+            or not all(isinstance(d, (str, os.PathLike)) for d in dirs):
+        raise ConfigError(f"log_dirs must be a path or a list of paths, got {log_dirs!r:.80}")
+    dirs = list(dirs)
+    if not dirs:
+        raise ConfigError("plot_regret needs at least one log dir")
+    if not isinstance(out_png, (str, os.PathLike)):
+        raise ConfigError(f"out_png must be a path, got {type(out_png).__name__}")
+    out = Path(out_png)
+    if isinstance(labels, str):
+        raise ConfigError(f"labels must be a list of strings (one per log dir), not one string: {labels!r}")
+    args = check(_PlotArgs, "plot_regret", loglog=loglog, labels=None if labels is None else list(labels),
+                 title=title, out_suffix=out.suffix or ".png")
+    if args.labels is not None and len(args.labels) != len(dirs):
+        raise ConfigError(f"got {len(args.labels)} labels for {len(dirs)} log dirs; give one label per log dir")
+    groups = [load_regret_group(d) for d in dirs]  # every log is read (and checked) before drawing
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dirs = [log_dirs] if isinstance(log_dirs, (str, os.PathLike)) else list(log_dirs)
-    if not dirs:
-        raise ConfigError("plot_regret needs at least one log dir")
-    if labels is not None and len(labels) != len(dirs):
-        raise ConfigError(f"got {len(labels)} labels for {len(dirs)} log dirs; give one label per log dir")
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    drawn_bounds: list[tuple[np.ndarray, np.ndarray]] = []
-    any_negative = False
-    for i, d in enumerate(dirs):
-        g = load_regret_group(d)
-        label = labels[i] if labels is not None else Path(d).name
-        n = int(g["n_seeds"])
-        color = f"C{i % 10}"
-        ax.plot(g["steps"], g["mean"], color=color, label=f"{label} (n={n})")
-        if n > 1:
-            ax.fill_between(g["steps"], g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.2)
-        any_negative |= bool(np.any(g["mean"] - g["std"] <= 0))
-        same = any(s.shape == g["steps"].shape and np.array_equal(s, g["steps"]) and np.allclose(b, g["bound"])
-                   for s, b in drawn_bounds)
-        if not same:  # runs with the same m share one bound curve
-            drawn_bounds.append((g["steps"], g["bound"]))
-            ax.plot(g["steps"], g["bound"], color="k" if i == 0 else color, linestyle="--", linewidth=1,
-                    label="bound" if i == 0 else f"{label}: bound")
-    if loglog:
-        ax.set_xscale("log")
-        if any_negative:  # signal-mode regret can be <= 0
-            ax.set_yscale("symlog", linthresh=1.0)
-        else:
-            ax.set_yscale("log")
-    ax.set_xlabel("step T")
-    ax.set_ylabel("cumulative pseudo-regret R_T")
-    ax.set_title(title or "Cumulative regret (mean ± std over seeds) and bound c·m^1.5·sqrt(T log T)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    try:
+        drawn_bounds: list[tuple[np.ndarray, np.ndarray]] = []
+        any_negative = False
+        for i, (d, g) in enumerate(zip(dirs, groups)):
+            label = args.labels[i] if args.labels is not None else Path(d).name
+            n = int(g["n_seeds"])
+            color = f"C{i % 10}"
+            ax.plot(g["steps"], g["mean"], color=color, label=f"{label} (n={n})")
+            if n > 1:
+                ax.fill_between(g["steps"], g["mean"] - g["std"], g["mean"] + g["std"], color=color, alpha=0.2)
+            any_negative |= bool(np.any(g["mean"] - g["std"] <= 0))
+            same = any(s.shape == g["steps"].shape and np.array_equal(s, g["steps"]) and np.allclose(b, g["bound"])
+                       for s, b in drawn_bounds)
+            if not same:  # runs with the same m share one bound curve
+                drawn_bounds.append((g["steps"], g["bound"]))
+                ax.plot(g["steps"], g["bound"], color="k" if i == 0 else color, linestyle="--", linewidth=1,
+                        label="bound" if i == 0 else f"{label}: bound")
+        if args.loglog:
+            ax.set_xscale("log")
+            if any_negative:  # signal-mode regret can be <= 0
+                ax.set_yscale("symlog", linthresh=1.0)
+            else:
+                ax.set_yscale("log")
+        ax.set_xlabel("step T")
+        ax.set_ylabel("cumulative pseudo-regret R_T")
+        ax.set_title(args.title or "Cumulative regret (mean ± std over seeds) and bound c·m^1.5·sqrt(T log T)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fmt = args.out_suffix.lstrip(".").lower()
+        if fmt not in fig.canvas.get_supported_filetypes():
+            raise ConfigError(f"cannot write a {args.out_suffix!r} image; use one of "
+                              f"{sorted('.' + k for k in fig.canvas.get_supported_filetypes())}")
+        with atomic_write(out, "wb") as fh:  # no half-written image if the run is killed
+            fig.savefig(fh, format=fmt, dpi=120)
+    finally:
+        plt.close(fig)
     return out

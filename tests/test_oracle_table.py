@@ -92,9 +92,14 @@ def test_wrapper_refuses_without_oracle(env, shared_data_dir):
 
 def test_table_for_other_library_is_refused(env, shared_data_dir):
     table = build_oracle_table(env)
+    with pytest.raises(ConfigError, match=r"signals: table's 3 signals vs env's 10"):
+        gym.make("BayesPersuasion-GSM8K-v0", receiver=env.unwrapped.receiver, data_dir=shared_data_dir,
+                 subset_size=6, oracle_table=table)  # default library, not LIBRARY
+    # A table set on the env afterwards is checked when the oracle is asked for.
     other = gym.make("BayesPersuasion-GSM8K-v0", receiver=env.unwrapped.receiver, data_dir=shared_data_dir,
-                     subset_size=6, oracle_table=table)  # default library, not LIBRARY
-    with pytest.raises(OracleUnavailableError, match="another signal library"):
+                     subset_size=6)
+    other.unwrapped.oracle_table = table
+    with pytest.raises(OracleUnavailableError, match="another setup"):
         RegretWrapper(other)
 
 

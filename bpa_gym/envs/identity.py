@@ -123,6 +123,7 @@ class IdentityEnv(BayesPersuasionLLMEnv):
     def __init__(self, num_signals: int = 4, num_topics: int = 8, num_items: int = 64, task_seed: int = 0,
                  split: str = "train", render_mode: str | None = None, **kwargs: Any) -> None:
         task = IdentityTask(num_signals, num_topics, num_items, task_seed)
+        self.task_seed = task_seed  # recorded in oracle tables (bpa_gym.oracle_table.table_identity)
         if "receiver" not in kwargs:
             kwargs["receiver"] = IdentityReceiver()
         super().__init__(task, signals="discrete", signal_library=task.signal_library(), split=split,

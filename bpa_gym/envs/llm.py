@@ -186,10 +186,10 @@ class BayesPersuasionLLMEnv(gym.Env):
             self.signal_library = None
             self.action_space = spaces.Text(max_signal_length, min_length=0, charset=printable_unicode_charset())
 
-        if oracle_table is not None and not hasattr(oracle_table, "rewards"):
-            from bpa_gym.oracle_table import OracleTable
+        if oracle_table is not None:  # loaded if a path; refused if built for another setup
+            from bpa_gym.oracle_table import bind_oracle_table
 
-            oracle_table = OracleTable.load(oracle_table)
+            oracle_table = bind_oracle_table(oracle_table, self)
         self.oracle_table = oracle_table
 
         self._order = np.arange(len(self.items))
@@ -258,9 +258,7 @@ class BayesPersuasionLLMEnv(gym.Env):
             raise OracleUnavailableError(
                 "this LLM env has no oracle table: build one with bpa_gym.oracle_table.build_oracle_table(env) "
                 "(or `bpa-gym oracle-table --out table.npz`) and pass oracle_table=<table or path> to make()")
-        if tuple(self.oracle_table.signals) != tuple(self.signal_library):
-            raise OracleUnavailableError("the oracle table was built for another signal library; rebuild it")
-        return OracleTableRegret(self.oracle_table, comparator)
+        return OracleTableRegret(self.oracle_table, comparator, env=self)  # refuses a table of another setup
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)

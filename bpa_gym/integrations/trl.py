@@ -35,8 +35,11 @@ Example:
 from __future__ import annotations
 
 import string
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Annotated, Any, Callable, Iterable, Mapping, Sequence
 
+from pydantic import Field
+
+from bpa_gym.common.validation import Arguments, Bool, NonNegativeInt, PositiveInt, Str, check
 from bpa_gym.errors import BPAError, ConfigError
 from bpa_gym.types import Item, Outcome
 
@@ -52,6 +55,20 @@ __all__ = [
 DEFAULT_TEMPLATE = "Question: {question}\nAdvice:"
 
 _TEMPLATE_FIELDS = frozenset({"question", "item_id"})
+
+
+class _DatasetArgs(Arguments):
+    template: Str = DEFAULT_TEMPLATE
+    split: Annotated[Str | None, Field(description="a string or None")] = None
+    limit: Annotated[PositiveInt | None, Field(description="an integer >= 1 or None")] = None
+    conversational: Bool = False
+    system: Annotated[Str | None, Field(description="a string or None")] = None
+
+
+class _RewardArgs(Arguments):
+    name: Str = "receiver_correct"
+    max_signal_chars: Annotated[NonNegativeInt | None, Field(description="an integer >= 0 or None")] = None
+    log_metrics: Bool = True
 
 
 # ---------------------------------------------------------------- resolution
@@ -178,16 +195,17 @@ def advisor_dataset(
         raise ImportError(
             f"advisor_dataset needs the 'datasets' package ({e}); install it with: pip install \"bpa-gym[hub]\""
         ) from e
+    args = check(_DatasetArgs, "advisor_dataset", template=template, split=split, limit=limit,
+                 conversational=conversational, system=system)
+    template, system = args.template, args.system
     _check_template(template)
-    if system is not None and not conversational:
+    if system is not None and not args.conversational:
         raise ConfigError("system= only applies to conversational=True prompts")
     if not _is_item_seq(env_or_game_items):
         _check_text_mode(env_or_game_items)
-    items = _items_of(env_or_game_items, split)
-    if limit is not None:
-        if int(limit) < 1:
-            raise ConfigError(f"limit must be >= 1, got {limit}")
-        items = items[: int(limit)]
+    items = _items_of(env_or_game_items, args.split)
+    if args.limit is not None:
+        items = items[: args.limit]
     if not items:
         raise ConfigError("advisor_dataset got no items")
     ids = [it.id for it in items]
@@ -195,7 +213,7 @@ def advisor_dataset(
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
         raise ConfigError(f"item ids must be unique (the reward function looks items up by id); duplicates: {dup}")
     texts = [template.format(question=it.question, item_id=it.id) for it in items]
-    if conversational:
+    if args.conversational:
         head = [{"role": "system", "content": system}] if system else []
         prompts: list[Any] = [head + [{"role": "user", "content": t}] for t in texts]
     else:
@@ -267,18 +285,24 @@ class PersuasionReward:
         log_metrics: bool = True,
         fallback_task: Any = None,
     ) -> None:
-        if not name or not name.isidentifier():
+        args = check(_RewardArgs, "make_reward_fn", name=name, max_signal_chars=max_signal_chars,
+                     log_metrics=log_metrics)
+        if not args.name.isidentifier():
             raise ConfigError(f"reward name must be a Python identifier (TRL logs it), got {name!r}")
-        if max_signal_chars is not None and max_signal_chars < 0:
-            raise ConfigError(f"max_signal_chars must be >= 0, got {max_signal_chars}")
         self.game = game
-        self.__name__ = name
-        self.__qualname__ = name
-        self.max_signal_chars = max_signal_chars
-        self.log_metrics = log_metrics
+        self.__name__ = args.name
+        self.__qualname__ = args.name
+        self.max_signal_chars = args.max_signal_chars
+        self.log_metrics = args.log_metrics
         self._task = fallback_task
+        if isinstance(items, (str, bytes, Mapping)):
+            raise ConfigError(f"items must be a sequence of bpa_gym.types.Item, got {type(items).__name__}")
+        items = list(items or ())
+        bad = [type(it).__name__ for it in items if not isinstance(it, Item)][:3]
+        if bad:
+            raise ConfigError(f"items must be bpa_gym.types.Item objects; got {bad}")
         self._by_id: dict[str, Item] = {}
-        for it in items or ():
+        for it in items:
             self._by_id.setdefault(it.id, it)
         self._loaded_all_splits = False
         self.calls = 0
