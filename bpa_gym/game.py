@@ -5,17 +5,34 @@
 :class:`~bpa_gym.prompts.PromptTemplate`.  Its one batched call,
 :meth:`PersuasionGame.play`, renders every (item, signal) pair, sends all of
 them to the Receiver in one batch, and scores each answer.
+
+How an answer is judged (every outcome has a ``status``, see
+:data:`~bpa_gym.types.ParseStatus`):
+
+* ``ok``: the task's scorer read an answer; reward 1.0 if correct, else 0.0.
+* ``unparseable``: no answer could be read (reward 0.0, ``parse_reason`` says
+  why).  This includes a scorer that raised on the response: one bad answer
+  never loses the batch; the exception becomes the reason and a
+  ``RuntimeWarning`` is issued, since it is a scorer bug.
+* ``truncated``: the Receiver stopped at its length limit
+  (``finish_reason == "length"``) and the scorer found no explicit
+  final-answer marker (``Score.explicit`` is False: GSM8K's last-number
+  fallback, or no answer at all).  Reward 0.0 and ``extracted=None``: a stray
+  number from a cut-off response is never scored.  An explicit answer written
+  before the cut is scored as usual.
+* ``receiver_error``: the Receiver failed (raised, or flagged with reward NaN).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal, Sequence
 
 from bpa_gym.errors import ConfigError, ReceiverError
 from bpa_gym.prompts import PromptTemplate
 from bpa_gym.receivers.base import Receiver
 from bpa_gym.tasks.base import Task
-from bpa_gym.types import Item, Outcome
+from bpa_gym.types import Generation, Item, Outcome, Score
 
 OnError = Literal["raise", "flag"]
 
@@ -96,12 +113,64 @@ class PersuasionGame:
                     )
                 outcomes.append(
                     Outcome(item.id, sig, float("nan"), False, "", None, item.gold, "receiver_error",
-                            gen.latency_s, gen.prompt_tokens, gen.completion_tokens, gen.error)
+                            gen.latency_s, gen.prompt_tokens, gen.completion_tokens, gen.error,
+                            finish_reason=finish_reason(gen))
                 )
                 continue
-            score = self.task.score(gen.text, item)
+            score = self.judge(gen, item)
+            correct = bool(score.correct) and score.status == "ok"
             outcomes.append(
-                Outcome(item.id, sig, 1.0 if score.correct else 0.0, score.correct, gen.text, score.extracted,
-                        item.gold, score.status, gen.latency_s, gen.prompt_tokens, gen.completion_tokens)
+                Outcome(item.id, sig, 1.0 if correct else 0.0, correct, gen.text if isinstance(gen.text, str) else "",
+                        score.extracted, item.gold, score.status, gen.latency_s, gen.prompt_tokens,
+                        gen.completion_tokens, parse_reason=score.reason, finish_reason=finish_reason(gen))
             )
         return outcomes
+
+    def judge(self, generation: Generation, item: Item) -> Score:
+        """Score one successful generation; never raises on what the Receiver wrote.
+
+        The task's scorer is guarded: an exception from it (other than a
+        :class:`ConfigError` about the item, a caller's mistake) becomes an
+        ``unparseable`` score with the exception as its reason, and a
+        ``RuntimeWarning``.  A generation cut at the length limit with no
+        explicit answer is ``truncated`` (see the module docstring).
+
+        Example:
+            >>> from bpa_gym.tasks.gsm8k import GSM8KTask
+            >>> from bpa_gym.receivers.scripted import ScriptedReceiver
+            >>> task = GSM8KTask.__new__(GSM8KTask); task._data_dir, task._cache = None, {}
+            >>> game = PersuasionGame(task, ScriptedReceiver(lambda m: ""))
+            >>> item = Item("x", "q", "18")
+            >>> game.judge(Generation("9 * 2 = 18", finish_reason="length"), item).status
+            'truncated'
+            >>> game.judge(Generation("The answer is 18. Check: 9", finish_reason="length"), item).correct
+            True
+        """
+        text = generation.text
+        if not isinstance(text, str):
+            return Score(False, None, "unparseable", reason=(
+                f"the Receiver returned {type(text).__name__}, not text"), explicit=False)
+        try:
+            score = self.task.score(text, item)
+            if not isinstance(score, Score):
+                raise TypeError(f"{type(self.task).__name__}.score returned {type(score).__name__}, not a Score")
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a scorer bug must not lose the batch
+            reason = f"the scorer raised {type(e).__name__}: {str(e)[:200]}"
+            warnings.warn(f"item {item.id}: {reason}; scored as unparseable (reward 0). Please report this "
+                          "response to the task's author.", RuntimeWarning, stacklevel=3)
+            return Score(False, None, "unparseable", reason=reason, explicit=False)
+        if finish_reason(generation) == "length" and score.status != "truncated" and not (
+                score.status == "ok" and score.explicit):
+            return Score(False, None, "truncated", reason=(
+                "the Receiver stopped at its length limit (finish_reason='length') before an explicit final "
+                "answer" + (f"; the stray {score.extracted!r} is not read as one" if score.extracted else "")
+            ), explicit=False)
+        return score
+
+
+def finish_reason(generation: Generation) -> str | None:
+    """``generation.finish_reason`` when it is one of the known values, else ``None``."""
+    reason = getattr(generation, "finish_reason", None)
+    return reason if reason in ("stop", "length") else None

@@ -64,18 +64,34 @@ class Generation:
 
 
 #: How the scorer read a response.
-#: ``ok``: an answer was extracted; ``unparseable``: no answer could be found
-#: (different from wrong); ``receiver_error``: the Receiver failed.
-ParseStatus = Literal["ok", "unparseable", "receiver_error"]
+#: ``ok``: an answer was extracted; ``unparseable``: no answer could be read
+#: (no number, a number beyond the scorer's bounds, or a scorer failure; different
+#: from wrong); ``truncated``: the Receiver stopped at its length limit
+#: (``finish_reason == "length"``) before writing an explicit final answer, so
+#: nothing is read from the cut-off text (a stray number is never scored);
+#: ``receiver_error``: the Receiver failed.  Only ``ok`` can be correct.
+ParseStatus = Literal["ok", "unparseable", "truncated", "receiver_error"]
 
 
 @dataclass(frozen=True)
 class Score:
-    """A scorer's verdict on one response."""
+    """A scorer's verdict on one response.
+
+    Attributes:
+        correct: Whether the answer is right (only ever with ``status="ok"``).
+        extracted: The answer read, or ``None``.
+        status: See :data:`ParseStatus`.
+        reason: Why there is no answer (``unparseable`` / ``truncated``), else ``None``.
+        explicit: Whether the answer followed an explicit final-answer marker
+            (GSM8K: ``False`` for the last-number fallback).  A response cut
+            at the length limit is scored only from an explicit answer.
+    """
 
     correct: bool
     extracted: str | None
     status: ParseStatus
+    reason: str | None = None
+    explicit: bool = True
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,10 @@ class Outcome:
         prompt_tokens: Prompt length in tokens, if known.
         completion_tokens: Completion length in tokens, if known.
         error: The Receiver's error message for a flagged failure.
+        parse_reason: Why the response was ``unparseable`` or ``truncated``
+            (``None`` when ``ok``).
+        finish_reason: Why the Receiver stopped (see :class:`Generation`):
+            ``"stop"``, ``"length"`` or ``None`` (unknown).
     """
 
     item_id: str
@@ -109,6 +129,8 @@ class Outcome:
     prompt_tokens: int | None
     completion_tokens: int | None
     error: str | None = None
+    parse_reason: str | None = None
+    finish_reason: FinishReason | None = None
 
     @property
     def failed(self) -> bool:
@@ -129,4 +151,6 @@ class Outcome:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "receiver_error": self.error,
+            "parse_reason": self.parse_reason,
+            "finish_reason": self.finish_reason,
         }

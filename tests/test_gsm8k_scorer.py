@@ -160,7 +160,7 @@ def test_is_correct(response: str, gold: str, expected: bool) -> None:
 
 
 def test_is_correct_rejects_gold_without_number() -> None:
-    with pytest.raises(ConfigError, match="holds no number"):
+    with pytest.raises(ConfigError, match="holds no readable number"):
         is_correct("The answer is 3.", "three")
 
 

@@ -178,7 +178,7 @@ def test_record_without_answer_names_file_and_line(tmp_path: Path) -> None:
 def test_solution_without_final_line(tmp_path: Path) -> None:
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "test.jsonl").write_text('{"question": "q", "answer": "just text"}\n')
-    with pytest.raises(DataNotFoundError, match="record 0 is malformed"):
+    with pytest.raises(DataNotFoundError, match=r"test.jsonl:1: GSM8K record is malformed"):
         GSM8KTask(data_dir=tmp_path).load("test")
 
 
@@ -278,8 +278,10 @@ def test_score_statuses() -> None:
     assert task.score("9 * 2 = 18. The answer is 18.", item) == Score(True, "18", "ok")
     assert task.score("The answer is $18.00", item) == Score(True, "18", "ok")
     assert task.score("The answer is 17.", item) == Score(False, "17", "ok")
-    assert task.score("I cannot solve this.", item) == Score(False, None, "unparseable")
-    assert task.score("", item) == Score(False, None, "unparseable")
+    assert task.score("I cannot solve this.", item) == Score(False, None, "unparseable", "no number in the response",
+                                                             explicit=False)
+    assert task.score("", item).status == "unparseable"
+    assert task.score("So 9 * 2 = 18", item) == Score(True, "18", "ok", explicit=False)  # last-number fallback
     assert task.score("The answer is 1,450,000", Item("x", "q", "1,450,000")).correct
 
 

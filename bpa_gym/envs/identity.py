@@ -15,6 +15,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pydantic import Field
+
+from bpa_gym.common.validation import Arguments, NonNegativeInt, PositiveInt, check
 from bpa_gym.envs.llm import BayesPersuasionLLMEnv
 from bpa_gym.errors import ConfigError
 from bpa_gym.prompts import PromptTemplate
@@ -24,6 +27,16 @@ TOPICS: tuple[str, ...] = (
     "apples", "bridges", "clocks", "dolphins", "engines", "forests", "glaciers", "harbours",
     "islands", "jungles", "kettles", "lanterns", "meadows", "needles", "orchards", "pianos",
 )
+
+
+class IdentityTaskArgs(Arguments):
+    """The arguments of :class:`IdentityTask`."""
+
+    num_signals: PositiveInt = Field(4, ge=2, le=26)
+    num_topics: PositiveInt = Field(8, le=len(TOPICS))
+    num_items: PositiveInt = 64
+    seed: NonNegativeInt = 0
+    data_dir: Any = None
 
 
 class IdentityTask:
@@ -45,12 +58,8 @@ class IdentityTask:
 
     def __init__(self, num_signals: int = 4, num_topics: int = 8, num_items: int = 64, seed: int = 0,
                  data_dir: Any = None) -> None:
-        if not 2 <= num_signals <= 26:
-            raise ConfigError(f"num_signals must be in 2..26, got {num_signals}")
-        if not 1 <= num_topics <= len(TOPICS):
-            raise ConfigError(f"num_topics must be in 1..{len(TOPICS)}, got {num_topics}")
-        if num_items < 1:
-            raise ConfigError(f"num_items must be >= 1, got {num_items}")
+        check(IdentityTaskArgs, "IdentityTask", num_signals=num_signals, num_topics=num_topics, num_items=num_items,
+              seed=seed, data_dir=data_dir)
         rng = np.random.default_rng(seed)
         self.num_signals = num_signals
         self.topics = TOPICS[:num_topics]
@@ -122,7 +131,11 @@ class IdentityEnv(BayesPersuasionLLMEnv):
 
     def __init__(self, num_signals: int = 4, num_topics: int = 8, num_items: int = 64, task_seed: int = 0,
                  split: str = "train", render_mode: str | None = None, **kwargs: Any) -> None:
-        task = IdentityTask(num_signals, num_topics, num_items, task_seed)
+        try:
+            task = IdentityTask(num_signals, num_topics, num_items, task_seed)
+        except ConfigError as e:  # name the env's own argument: task_seed, not seed
+            raise ConfigError(str(e).replace("IdentityTask", "IdentityEnv").replace("  - seed =", "  - task_seed =")) \
+                from None
         self.task_seed = task_seed  # recorded in oracle tables (bpa_gym.oracle_table.table_identity)
         if "receiver" not in kwargs:
             kwargs["receiver"] = IdentityReceiver()

@@ -15,6 +15,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from pydantic import field_validator
+
+from bpa_gym.common.validation import Arguments, Bool, PositiveInt, Seed, check, check_value
 from bpa_gym.errors import ConfigError
 from bpa_gym.game import PersuasionGame
 from bpa_gym.prompts import PromptTemplate
@@ -40,12 +43,88 @@ STEP_INFO_KEYS: tuple[str, ...] = (
     "prompt_tokens",
     "completion_tokens",
     "receiver_error",
+    "parse_reason",
+    "finish_reason",
 )
 
 #: Keys of the ``info`` dict returned by :meth:`BayesPersuasionLLMEnv.reset`.
 RESET_INFO_KEYS: tuple[str, ...] = ("item_id", "item_index", "split")
 
 _DEFAULT_LIBRARIES = {"gsm8k": MATH_SIGNALS, "humaneval": CODE_SIGNALS}
+
+
+class LLMEnvArgs(Arguments):
+    """The arguments of :class:`BayesPersuasionLLMEnv`, checked in one place (see its docstring)."""
+
+    task: Any = "gsm8k"
+    receiver: Any = "smollm2"
+    data_dir: Any = None
+    split: str = "test"
+    subset_size: PositiveInt | None = None
+    signals: Literal["discrete", "text"] = "discrete"
+    signal_library: Any = None
+    max_signal_length: PositiveInt = 512
+    template: Any = None
+    shuffle: Bool = True
+    receiver_kwargs: dict[str, Any] | None = None
+    oracle_table: Any = None
+    render_mode: Literal["ansi"] | None = None
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v: Any) -> Any:
+        if isinstance(v, str) or isinstance(v, Task):
+            return v
+        raise ValueError(f"must be a task name such as 'gsm8k' or a Task object, got {type(v).__name__}")
+
+    @field_validator("receiver")
+    @classmethod
+    def _receiver(cls, v: Any) -> Any:
+        if isinstance(v, str) or callable(getattr(v, "generate", None)):
+            return v
+        raise ValueError(f"must be a Receiver spec string such as 'smollm2' or a Receiver object, got "
+                         f"{type(v).__name__}")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, v: Any) -> Any:
+        if v is None or isinstance(v, (str, os.PathLike)):
+            return v
+        raise ValueError(f"must be a folder path (str or os.PathLike) or None, got {type(v).__name__}")
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            raise ValueError(f"must be a split name such as 'test', got {type(v).__name__}")
+        return v
+
+    @field_validator("signal_library")
+    @classmethod
+    def _library(cls, v: Any) -> Any:
+        if v is None or (isinstance(v, Sequence) and not isinstance(v, (str, bytes))):
+            return v
+        raise ValueError(f"must be a list of signal texts or None, got {type(v).__name__}")
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, v: Any) -> Any:
+        if v is None or isinstance(v, PromptTemplate):
+            return v
+        raise ValueError(f"must be a bpa_gym.prompts.PromptTemplate or None, got {type(v).__name__} {v!r:.40}")
+
+    @field_validator("receiver_kwargs", mode="before")
+    @classmethod
+    def _receiver_kwargs(cls, v: Any) -> Any:
+        if v is None or isinstance(v, dict):
+            return v
+        raise ValueError(f"must be a dict of keyword arguments or None, got {type(v).__name__}")
+
+
+class ResetOptions(Arguments):
+    """The ``options`` :meth:`BayesPersuasionLLMEnv.reset` accepts."""
+
+    item_index: Any = None
 
 
 def default_signal_library(task: str) -> tuple[str, ...]:
@@ -80,11 +159,21 @@ class BayesPersuasionLLMEnv(gym.Env):
     ``item_index`` (position in the split), ``signal`` (text the Receiver saw),
     ``signal_index`` (``None`` in text mode), ``response`` (Receiver's raw
     text), ``extracted_answer`` (or ``None``), ``gold``, ``correct``,
-    ``parse_status`` (``"ok"`` or ``"unparseable"``: unparseable is not the same
-    as wrong, though both give reward 0), ``latency_s``, ``prompt_tokens``,
+    ``parse_status`` (``"ok"``, ``"unparseable"`` or ``"truncated"``: neither
+    is the same as wrong, though all give reward 0; see
+    :data:`~bpa_gym.types.ParseStatus`), ``latency_s``, ``prompt_tokens``,
     ``completion_tokens``, ``receiver_error`` (always ``None``: a Receiver
     failure raises :class:`~bpa_gym.errors.ReceiverError` instead of returning
-    a reward).
+    a reward), ``parse_reason`` (why the response was unparseable or
+    truncated, else ``None``) and ``finish_reason`` (``"stop"``, ``"length"``
+    when the Receiver hit its token limit, or ``None`` when it cannot tell).
+    ``parse_status="truncated"`` means ``finish_reason == "length"`` and no
+    explicit final-answer marker: the cut-off text is not scored from a stray
+    number.
+
+    Arguments are checked in one place (:class:`LLMEnvArgs`); any bad one is
+    a :class:`~bpa_gym.errors.ConfigError` naming it.  ``step`` after the
+    episode ended raises :class:`~bpa_gym.errors.ConfigError` (call ``reset``).
 
     Determinism: ``latency_s`` is a wall-clock measurement, so the spec is
     registered ``nondeterministic=True`` (Gymnasium's checker compares step
@@ -145,22 +234,18 @@ class BayesPersuasionLLMEnv(gym.Env):
         render_mode: str | None = None,
         **unknown: Any,
     ) -> None:
-        if unknown:
-            valid = [p for p in inspect.signature(type(self).__init__).parameters if p not in ("self", "unknown")]
-            raise ConfigError(f"unknown keyword argument(s) {sorted(unknown)} for {type(self).__name__}; valid: {valid}")
-        if signals not in ("discrete", "text"):
-            raise ConfigError(f"signals must be 'discrete' or 'text', got {signals!r}")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ConfigError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
-        if max_signal_length < 1:
-            raise ConfigError(f"max_signal_length must be >= 1, got {max_signal_length}")
+        given = dict(task=task, receiver=receiver, data_dir=data_dir, split=split, subset_size=subset_size,
+                     signals=signals, signal_library=signal_library, max_signal_length=max_signal_length,
+                     template=template, shuffle=shuffle, receiver_kwargs=receiver_kwargs, oracle_table=oracle_table,
+                     render_mode=render_mode, **unknown)
+        check(LLMEnvArgs, type(self).__name__, **given)
 
         self.task = make_task(task, data_dir=data_dir)
         if split not in self.task.splits:
             raise ConfigError(f"unknown split {split!r} for task {self.task.name}; choose from {list(self.task.splits)}")
         items = self.task.load(split)
         if subset_size is not None:
-            if not 1 <= int(subset_size) <= len(items):
+            if subset_size > len(items):
                 raise ConfigError(f"subset_size must be in 1..{len(items)} for {self.task.name}/{split}, got {subset_size}")
             items = items[: int(subset_size)]
         self.items: list[Item] = list(items)
@@ -196,6 +281,7 @@ class BayesPersuasionLLMEnv(gym.Env):
         self._cursor = 0
         self._item_index: int | None = None
         self._last: Outcome | None = None
+        self._done = False
 
     # ------------------------------------------------------------------ API
     @property
@@ -216,7 +302,7 @@ class BayesPersuasionLLMEnv(gym.Env):
 
     def signal_text(self, action: Any) -> str:
         """The signal text an action stands for (validates the action)."""
-        if not self.action_space.contains(action):
+        if not self.action_space.contains(action) or isinstance(action, (bool, np.bool_)):
             if self.signal_mode == "discrete":
                 raise ConfigError(
                     f"action {action!r} is outside the action space Discrete({self.action_space.n}); "
@@ -261,11 +347,17 @@ class BayesPersuasionLLMEnv(gym.Env):
         return OracleTableRegret(self.oracle_table, comparator, env=self)  # refuses a table of another setup
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        seed = check_value(Seed, seed, "seed", f"{type(self).__name__}.reset()")
+        if options is not None and not isinstance(options, dict):
+            raise ConfigError(f"{type(self).__name__}.reset(): invalid argument\n  - options = {options!r:.80}: "
+                              "must be a dict such as {'item_index': 3} or None")
+        item_index = check(ResetOptions, f"{type(self).__name__}.reset() options", **(options or {})).item_index
+        if item_index is not None:
+            try:
+                item_index = check_value(Seed, item_index, "item_index", f"{type(self).__name__}.reset() options")
+            except ConfigError as e:
+                raise ConfigError(f"{e} (item_index must be in 0..{len(self.items) - 1})") from None
         super().reset(seed=seed)
-        options = dict(options or {})
-        item_index = options.pop("item_index", None)
-        if options:
-            raise ConfigError(f"unknown reset option(s) {sorted(options)}; valid: ['item_index']")
         if seed is not None:
             self._order = self.np_random.permutation(len(self.items)) if self.shuffle else np.arange(len(self.items))
             self._cursor = 0
@@ -280,6 +372,7 @@ class BayesPersuasionLLMEnv(gym.Env):
             self._item_index = int(self._order[self._cursor])
             self._cursor += 1
         self._last = None
+        self._done = False
         item = self.items[self._item_index]
         return item.question, {"item_id": item.id, "item_index": self._item_index, "split": self.split}
 
@@ -287,9 +380,13 @@ class BayesPersuasionLLMEnv(gym.Env):
         if self._item_index is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         signal = self.signal_text(action)
+        if self._done:
+            raise ConfigError("step() called after the episode ended (each episode is one step, terminated=True); "
+                              "call env.reset() first")
         item = self.items[self._item_index]
         (outcome,) = self.game.play([item], [signal])
         self._last = outcome
+        self._done = True
         info = outcome.as_info()
         info["item_index"] = self._item_index
         info["signal_index"] = int(action) if self.signal_library is not None else None

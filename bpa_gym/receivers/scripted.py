@@ -13,9 +13,11 @@ from typing import Callable, Mapping, Sequence
 
 from bpa_gym.errors import ConfigError
 from bpa_gym.receivers import validate_prompts
-from bpa_gym.types import ChatPrompt, Generation, Message
+from bpa_gym.types import ChatPrompt, FinishReason, Generation, Message
 
 AnswerFn = Callable[[Sequence[Message]], str]
+#: A fixed finish reason, or a function of (messages, response text) giving one.
+FinishReasonSpec = FinishReason | None | Callable[[Sequence[Message], str], "FinishReason | None"]
 
 
 def _words(prompt: Sequence[Message]) -> int:
@@ -38,6 +40,10 @@ class ScriptedReceiver:
             the prompt fails: its Generation has ``text=""`` and ``error`` set,
             as a real Receiver's failure would be reported.
         name: The Receiver's name.
+        finish_reason: What every Generation reports as its ``finish_reason``:
+            ``"stop"``, ``"length"`` or ``None`` (default: unknown), or a
+            function ``(messages, text) -> reason`` (e.g. ``"length"`` for
+            long answers, to test truncation handling).
 
     Attributes:
         prompts: Every prompt seen, in order, across all calls.
@@ -51,6 +57,9 @@ class ScriptedReceiver:
         ['The answer is 4.', 'The answer is 4.']
         >>> r.calls
         [2]
+        >>> cut = ScriptedReceiver(lambda m: "So far 3 + 4 =", finish_reason="length")
+        >>> cut.generate([[{"role": "user", "content": "2+2?"}]])[0].finish_reason
+        'length'
     """
 
     def __init__(
@@ -59,9 +68,16 @@ class ScriptedReceiver:
         *,
         fail_on: Callable[[Sequence[Message]], bool] | None = None,
         name: str = "scripted",
+        finish_reason: FinishReasonSpec = None,
     ) -> None:
         if not callable(answer_fn):
             raise ConfigError(f"ScriptedReceiver needs a callable answer_fn(messages) -> str, got {answer_fn!r}")
+        if not (finish_reason in (None, "stop", "length") or callable(finish_reason)):
+            raise ConfigError(
+                f"ScriptedReceiver finish_reason must be 'stop', 'length', None or a function "
+                f"(messages, text) -> reason, got {finish_reason!r}"
+            )
+        self.finish_reason = finish_reason
         self.answer_fn = answer_fn
         self.fail_on = fail_on
         self.name = name
@@ -146,12 +162,17 @@ class ScriptedReceiver:
             text = self.answer_fn(messages)
             if not isinstance(text, str):
                 raise ConfigError(f"{self.name}: answer_fn must return a str, got {type(text).__name__}")
+            reason = self.finish_reason(messages, text) if callable(self.finish_reason) else self.finish_reason
+            if reason not in (None, "stop", "length"):
+                raise ConfigError(f"{self.name}: finish_reason function returned {reason!r}; "
+                                  "return 'stop', 'length' or None")
             out.append(
                 Generation(
                     text=text,
                     prompt_tokens=_words(messages),
                     completion_tokens=len(text.split()),
                     latency_s=time.perf_counter() - t0,
+                    finish_reason=reason,
                 )
             )
         return out

@@ -22,7 +22,15 @@ class Task(Protocol):
         ...
 
     def score(self, response: str, item: Item) -> Score:
-        """Judge one Receiver response against the item's gold answer."""
+        """Judge one Receiver response against the item's gold answer.
+
+        Must not raise on any response (a Receiver may return anything): an
+        unreadable one is ``Score(False, None, "unparseable", reason=...)``.
+        Set ``explicit=False`` when the answer is a fallback guess rather than
+        a marked final answer, so a response cut at the length limit is not
+        scored from it.  :class:`~bpa_gym.game.PersuasionGame` guards this
+        call: an exception becomes an ``unparseable`` outcome with the reason.
+        """
         ...
 
     def default_template(self) -> PromptTemplate:

@@ -12,9 +12,9 @@ import gzip
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-from bpa_gym.errors import DataNotFoundError
+from bpa_gym.errors import ConfigError, DataNotFoundError
 
 #: Environment variable naming the data directory when no argument is given.
 DATA_DIR_ENV = "BPA_DATA_DIR"
@@ -39,6 +39,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
         when neither the argument nor the environment names one.
 
     Raises:
+        ConfigError: ``data_dir`` is not a path.
         DataNotFoundError: A folder was named but does not exist (the message
             says whether it came from the argument or ``$BPA_DATA_DIR``).
 
@@ -52,6 +53,11 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
         ...
         bpa_gym.errors.DataNotFoundError: data directory '/no/such/folder' (from the data_dir argument) does not exist; ...
     """
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise ConfigError(
+            f"data_dir must be a folder path (str or os.PathLike) or None, got {type(data_dir).__name__} "
+            f"{data_dir!r:.80}; {_LAYOUT_HINT}"
+        )
     if data_dir is not None:
         source = "the data_dir argument"
         raw = os.fspath(data_dir)
@@ -78,7 +84,7 @@ def read_jsonl(path: str | os.PathLike, required_keys: Iterable[str] = ()) -> li
         required_keys: Keys every record must have.
 
     Returns:
-        The records, in file order.
+        The records, in file order (:func:`iter_jsonl` also gives their line numbers).
 
     Raises:
         DataNotFoundError: The file is missing or unreadable, or a line is not
@@ -100,12 +106,28 @@ def read_jsonl(path: str | os.PathLike, required_keys: Iterable[str] = ()) -> li
         ...
         bpa_gym.errors.DataNotFoundError: .../bad.jsonl:2: malformed JSON line (...); ...
     """
+    return [record for _, record in iter_jsonl(path, required_keys)]
+
+
+def iter_jsonl(path: str | os.PathLike, required_keys: Iterable[str] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(1-based line number, record) of every record of a JSON Lines file; see :func:`read_jsonl`.
+
+    A line nested too deeply for the JSON parser is an error naming the file
+    and the line, like any other malformed line.
+
+    Example:
+        >>> import tempfile, os
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = os.path.join(d, "x.jsonl")
+        ...     _ = open(p, "w").write('\\n{"q": 1}\\n')
+        ...     list(iter_jsonl(p))
+        [(2, {'q': 1})]
+    """
     path = Path(path)
     required = tuple(required_keys)
     if not path.is_file():
         raise DataNotFoundError(f"data file {str(path)!r} does not exist (or is not a file)")
     opener = gzip.open if path.name.endswith(".gz") else open
-    records: list[dict[str, Any]] = []
     try:
         with opener(path, "rt", encoding="utf-8") as f:
             for lineno, line in enumerate(f, start=1):
@@ -119,6 +141,11 @@ def read_jsonl(path: str | os.PathLike, required_keys: Iterable[str] = ()) -> li
                         f"{where}: malformed JSON line ({e.msg} at column {e.colno}); "
                         "each line must be one JSON object: fix or re-download the file"
                     ) from None
+                except RecursionError:
+                    raise DataNotFoundError(
+                        f"{where}: JSON nested too deeply to read; each line must be one flat JSON object: "
+                        "fix or re-download the file"
+                    ) from None
                 if not isinstance(record, dict):
                     raise DataNotFoundError(
                         f"{where}: expected a JSON object per line, got {type(record).__name__}; "
@@ -127,15 +154,14 @@ def read_jsonl(path: str | os.PathLike, required_keys: Iterable[str] = ()) -> li
                 missing = [k for k in required if k not in record]
                 if missing:
                     raise DataNotFoundError(
-                        f"{where}: record lacks required keys {missing} (has {sorted(record)}); "
+                        f"{where}: record lacks required keys {missing} (has {sorted(record)[:20]}); "
                         "is this the right file?"
                     )
-                records.append(record)
+                yield lineno, record
     except (OSError, UnicodeDecodeError, EOFError) as e:
         if isinstance(e, DataNotFoundError):
             raise
         raise DataNotFoundError(f"could not read data file {str(path)!r}: {e}") from e
-    return records
 
 
-__all__ = ["DATA_DIR_ENV", "read_jsonl", "resolve_data_dir"]
+__all__ = ["DATA_DIR_ENV", "iter_jsonl", "read_jsonl", "resolve_data_dir"]

@@ -11,12 +11,28 @@ an explicit final-answer marker first and falls back to the last number:
 * When several markers count, the **last** one wins ("Answer: 12 ... wait ...
   The answer is 14" is 14); numbers after it are ignored ("The answer is 18.
   (3 more than 15)" is 18).
-* No marker: the last number in the text.
+* No marker: the last number in the text (an answer read this way is not
+  *explicit*: a response cut at the length limit is never scored from it,
+  see :class:`~bpa_gym.game.PersuasionGame`).
 * A base model that runs on into a new "Question:" / "Q:" after having
   written a number is cut there, so the invented follow-up is never read.
 * Numbers: thousands commas, currency (``$ \\$ € £``), units and words after
   the number, trailing zeros, percent, negatives, ``a/b``, mixed ``1 1/2``,
   ``\\frac{a}{b}``, ``\\text{...}``, ``.5`` and ``1e3``.
+
+Any Receiver may return anything, so the scorer is built to stay fast and
+never raise on a response:
+
+* It runs in time linear in the response (no nested quantifiers that can
+  backtrack, no rescans per marker).  Responses longer than
+  :data:`MAX_RESPONSE_CHARS` are cut there, as if the Receiver had been
+  stopped at that point (see :func:`read_answer`).
+* Numbers are bounded: a number with more than :data:`MAX_NUMBER_DIGITS`
+  digits (integer and decimal part; each side of a fraction) or an exponent
+  beyond ±\\ :data:`MAX_EXPONENT` is *unreadable*: where it is the answer, the
+  response is unparseable, with the reason.
+* The number after a marker must start within 100 characters of it, and an
+  ``a op b = c`` chain is followed within 500 characters.
 
 Not supported, on purpose: number words ("eighteen"), decimal commas ("2,5"),
 space-separated thousands ("1 234") — each is ambiguous with a list or with
@@ -28,6 +44,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from pathlib import Path
@@ -35,8 +52,18 @@ from typing import Any, Iterator
 
 from bpa_gym.errors import ConfigError, DataNotFoundError
 from bpa_gym.prompts import PromptTemplate
-from bpa_gym.tasks.data import DATA_DIR_ENV, read_jsonl, resolve_data_dir
+from bpa_gym.tasks.data import DATA_DIR_ENV, iter_jsonl, resolve_data_dir
 from bpa_gym.types import Item, Score
+
+#: Responses longer than this many characters are read up to here only.
+MAX_RESPONSE_CHARS = 100_000
+#: Most digits a number may have (integer + decimal part; each side of a fraction).
+MAX_NUMBER_DIGITS = 100
+#: Largest exponent magnitude in scientific notation (``1e100``, ``1e-100``).
+MAX_EXPONENT = 100
+
+_LEAD_WINDOW = 100  # a marker's number starts within this many characters
+_CHAIN_WINDOW = 500  # "a op b = c" after a marker is followed within this many characters
 
 # --------------------------------------------------------------------------
 # Numbers
@@ -62,35 +89,70 @@ _NUM_RE = re.compile(_NUM_TEMPLATE.format(mixed=_MIXED), re.VERBOSE)
 _NUM_NO_MIXED_RE = re.compile(_NUM_TEMPLATE.format(mixed="(?P<whole>(?!))(?P<mn>)(?P<md>) |"), re.VERBOSE)
 
 
+class _Unreadable(Exception):
+    """A number too large to read (see :data:`MAX_NUMBER_DIGITS`, :data:`MAX_EXPONENT`)."""
+
+
+def _digits(s: str) -> int:
+    """An integer from a digit string of bounded length (checked before converting)."""
+    if len(s) > MAX_NUMBER_DIGITS:
+        raise _Unreadable(f"a number with {len(s)} digits (more than MAX_NUMBER_DIGITS={MAX_NUMBER_DIGITS})")
+    return int(s)
+
+
 def _to_fraction(m: re.Match[str]) -> Fraction | None:
-    """The exact value of a :data:`_NUM_RE` match (None for a zero denominator)."""
+    """The exact value of a :data:`_NUM_RE` match (None for a zero denominator).
+
+    Raises:
+        _Unreadable: The number is beyond the documented bounds.
+    """
     g = m.groupdict()
     if g["whole"] is not None:
-        value = int(g["whole"]) + Fraction(int(g["mn"]), int(g["md"]))
+        value = _digits(g["whole"]) + Fraction(_digits(g["mn"]), _digits(g["md"]))
     elif g["fn"] is not None:
-        if int(g["fd"]) == 0:
+        fn, fd = _digits(g["fn"]), _digits(g["fd"])
+        if fd == 0:
             return None
-        value = Fraction(int(g["fn"]), int(g["fd"]))
+        value = Fraction(fn, fd)
     else:
-        value = Fraction(g["num"].replace(",", "") + (g["exp"] or ""))
+        mantissa = g["num"].replace(",", "")
+        if len(mantissa) - ("." in mantissa) > MAX_NUMBER_DIGITS:
+            raise _Unreadable(
+                f"a number with {len(mantissa) - ('.' in mantissa)} digits "
+                f"(more than MAX_NUMBER_DIGITS={MAX_NUMBER_DIGITS})"
+            )
+        value = Fraction(mantissa)
+        if g["exp"]:
+            exp_digits = g["exp"][1:].lstrip("+-").lstrip("0") or "0"
+            if len(exp_digits) > 4 or int(exp_digits) > MAX_EXPONENT:
+                shown = g["exp"] if len(g["exp"]) <= 20 else g["exp"][:17] + "..."
+                raise _Unreadable(f"a number with exponent {shown} (beyond MAX_EXPONENT={MAX_EXPONENT})")
+            value *= Fraction(10) ** (-int(exp_digits) if "-" in g["exp"] else int(exp_digits))
     if g["neg"] or g["neg2"]:
         value = -value
     return value
 
 
-def _numbers(text: str, pos: int = 0) -> Iterator[tuple[re.Match[str], Fraction]]:
-    """Every number in ``text`` from ``pos`` on, with its exact value."""
+def _match_number(text: str, pos: int, end: int | None = None) -> re.Match[str] | None:
+    """The number starting exactly at ``pos`` (a mixed number only when proper), ending by ``end``."""
+    end = len(text) if end is None else end
+    m = _NUM_RE.match(text, pos, end)
+    if m is not None and m.group("whole") is not None and len(m.group("mn")) <= MAX_NUMBER_DIGITS \
+            and len(m.group("md")) <= MAX_NUMBER_DIGITS and int(m.group("mn")) >= int(m.group("md")):
+        m = _NUM_NO_MIXED_RE.match(text, pos, end)
+    return m
+
+
+def _numbers(text: str) -> Iterator[re.Match[str]]:
+    """Every number in ``text``, left to right."""
+    pos = 0
     while True:
         m = _NUM_RE.search(text, pos)
         if m is None:
             return
-        if m.group("whole") is not None and int(m.group("mn")) >= int(m.group("md")):
-            m = _NUM_NO_MIXED_RE.match(text, m.start())
-            assert m is not None
-        pos = max(m.end(), pos + 1)
-        value = _to_fraction(m)
-        if value is not None:
-            yield m, value
+        m = _match_number(text, m.start()) or m
+        pos = max(m.end(), m.start() + 1)
+        yield m
 
 
 def _format(value: Fraction) -> str:
@@ -102,9 +164,9 @@ def _format(value: Fraction) -> str:
         d //= 2
     while d % 5 == 0:
         d //= 5
-    if d == 1:  # terminating decimal: exact
+    if d == 1:  # terminating decimal: exact (bounded numbers have at most ~750 digits)
         with localcontext() as ctx:
-            ctx.prec = 60
+            ctx.prec = 1000
             text = format(Decimal(value.numerator) / Decimal(value.denominator), "f")
         return text.rstrip("0").rstrip(".")
     return repr(float(value))
@@ -133,15 +195,29 @@ def _clean(text: str) -> str:
     return text
 
 
-def _boxed_contents(text: str) -> Iterator[tuple[int, str]]:
-    """(position, content) of every ``\\boxed{...}`` / ``\\fbox{...}``, braces matched."""
-    for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            yield m.start(), text[m.end() : i - 1]
+_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def _boxed_spans(text: str) -> Iterator[tuple[int, int, int]]:
+    """(marker start, content start, content end) of every ``\\boxed{...}`` / ``\\fbox{...}``, braces matched.
+
+    One pass over the braces matches them all (linear, however deeply nested
+    or unclosed the boxes are).
+    """
+    opens = [m for m in _BOXED_RE.finditer(text)]
+    if not opens:
+        return
+    closing: dict[int, int] = {}
+    stack: list[int] = []
+    for b in re.finditer(r"[{}]", text):
+        if b.group() == "{":
+            stack.append(b.start())
+        elif stack:
+            closing[stack.pop()] = b.start()
+    for m in opens:
+        end = closing.get(m.end() - 1)
+        if end is not None:
+            yield m.start(), m.end(), end
 
 
 # What may stand between a marker and its number.
@@ -154,30 +230,64 @@ _LEAD_RE = re.compile(
     )*""",
     re.VERBOSE | re.IGNORECASE,
 )
-# "3 + 4 = 7", "9 * $2 = $18": an arithmetic tail after the first number.
-_EXPR_TAIL_RE = re.compile(r"(?:\s*[-+*/×÷x^]\s*\(?\s*[$€£]?\d[\d,.]*\s*\)?)+\s*=\s*\$?")
+# "3 + 4 = 7", "9 * $2 = $18": an arithmetic tail after the first number.  The repeated part is matched
+# inside a lookahead and consumed by a backreference, an atomic group: once matched it is never re-split,
+# so a tail without "=" fails in linear time (nested quantifiers made "1 + 1 + ... + 1" exponential).
+_EXPR_TAIL_RE = re.compile(
+    r"(?=(?P<ops>(?:\s*[-+*/×÷x^]\s*\(?\s*[$€£]?\d[\d,.]*\s*\)?)+))(?P=ops)\s*=\s*\$?"
+)
 
 
-def _number_at_start(text: str) -> Fraction | None:
-    """The number ``text`` starts with (after filler), resolving ``a op b = c`` to c."""
-    lead = _LEAD_RE.match(text)
-    pos = lead.end() if lead else 0
-    m = _NUM_RE.match(text, pos)
+def _number_after(text: str, pos: int, end: int | None = None) -> re.Match[str] | None:
+    """The number a marker ending at ``pos`` announces (after filler), resolving ``a op b = c`` to c."""
+    end = len(text) if end is None else end
+    lead = _LEAD_RE.match(text, pos, min(end, pos + _LEAD_WINDOW))
+    start = lead.end() if lead else pos
+    m = _match_number(text, start, end)
     if m is None:
         return None
-    if m.group("whole") is not None and int(m.group("mn")) >= int(m.group("md")):
-        m = _NUM_NO_MIXED_RE.match(text, pos)
-        assert m is not None
-    value = _to_fraction(m)
+    chain_end = min(end, pos + _CHAIN_WINDOW)
     for _ in range(10):  # follow "= ..." chains: 2 + 3 = 5 + 1 = 6
-        tail = _EXPR_TAIL_RE.match(text, m.end())
+        tail = _EXPR_TAIL_RE.match(text, m.end(), chain_end)
         if tail is None:
             break
-        nxt = _NUM_RE.match(text, tail.end())
+        nxt = _match_number(text, tail.end(), end)
         if nxt is None:
             break
-        m, value = nxt, _to_fraction(nxt)
-    return value
+        m = nxt
+    return m
+
+
+@dataclass(frozen=True)
+class AnswerReading:
+    """How :func:`read_answer` read a response.
+
+    Attributes:
+        answer: The answer as :func:`normalize_number` writes it, or ``None``
+            (unparseable).
+        explicit: Whether the answer follows an explicit final-answer marker
+            (``False`` for the last-number fallback, and when there is no answer).
+        reason: Why there is no answer (``None`` when there is one).
+        cut: Whether the response was longer than :data:`MAX_RESPONSE_CHARS`
+            and only its beginning was read.
+    """
+
+    answer: str | None
+    explicit: bool
+    reason: str | None
+    cut: bool = False
+
+
+def _read(match: re.Match[str] | None) -> tuple[str | None, str | None]:
+    if match is None:
+        return None, None
+    try:
+        value = _to_fraction(match)
+    except _Unreadable as e:
+        return None, f"the answer is unreadable: {e}"
+    if value is None:
+        return None, f"the answer {match.group()!r} divides by zero"
+    return _format(value), None
 
 
 def normalize_number(s: str) -> str | None:
@@ -185,7 +295,8 @@ def normalize_number(s: str) -> str | None:
 
     Leading filler (``$``, ``:``, markdown, ``\\boxed{``, "approximately", ...)
     is skipped and anything after the number (units, words, a period) is
-    ignored.
+    ignored.  A number beyond the bounds (:data:`MAX_NUMBER_DIGITS`,
+    :data:`MAX_EXPONENT`) is ``None``.
 
     Args:
         s: An answer such as ``"$1,234.50"``, ``"18 eggs"`` or ``"\\frac{3}{4}"``.
@@ -199,17 +310,25 @@ def normalize_number(s: str) -> str | None:
         ['1234', '18', '2.5', '25', '-7', '0.75']
         >>> normalize_number("1 1/2"), normalize_number(r"\\frac{1}{8}"), normalize_number("18 eggs.")
         ('1.5', '0.125', '18')
-        >>> normalize_number("no number here") is None
-        True
+        >>> normalize_number("no number here") is None, normalize_number("1e400") is None
+        (True, True)
     """
+    return _normalize(s)[0]
+
+
+def _normalize(s: str) -> tuple[str | None, str | None]:
+    """(canonical number, reason it is missing) for :func:`normalize_number`."""
     if not isinstance(s, str):
         raise ConfigError(f"normalize_number expects a string, got {type(s).__name__}")
-    text = _clean(s)
-    boxed = next(_boxed_contents(text), None)
+    text = _clean(s[:MAX_RESPONSE_CHARS])
+    boxed = next(_boxed_spans(text), None)
+    start, end = 0, len(text)
     if boxed is not None and not text[: boxed[0]].strip(" $\\(["):
-        text = boxed[1]
-    value = _number_at_start(text)
-    return None if value is None else _format(value)
+        start, end = boxed[1], boxed[2]
+    answer, reason = _read(_number_after(text, start, end))
+    if answer is None and reason is None:
+        reason = "no number"
+    return answer, reason
 
 
 # --------------------------------------------------------------------------
@@ -229,30 +348,72 @@ _MARKER_RE = re.compile(
 
 # A base model inventing the next exercise: "Question: ...", "Q2:", "Problem:".
 _NEW_QUESTION_RE = re.compile(
-    r"^[ \t>#*_]*(?:question|problem|exercise|(?-i:Q))[ \t]*\d*[ \t]*[:.)]", re.IGNORECASE | re.MULTILINE
+    r"^[ \t>#*_]*(?:question|problem|exercise|(?-i:Q))(?:[ \t]*\d+)?[ \t]*[:.)]", re.IGNORECASE | re.MULTILINE
 )
 
 
 def _truncate_runaway(text: str) -> str:
-    """Cut at the first new-question header that follows some number."""
-    for m in _NEW_QUESTION_RE.finditer(text):
-        if re.search(r"\d", text[: m.start()]):
-            return text[: m.start()]
-    return text
+    """Cut at the first new-question header that starts after some digit."""
+    first_digit = re.search(r"\d", text)
+    if first_digit is None:
+        return text
+    header = _NEW_QUESTION_RE.search(text, first_digit.start() + 1)
+    return text if header is None else text[: header.start()]
 
 
-def _marked_answers(text: str) -> list[tuple[int, Fraction]]:
-    """(position, value) of every explicit marker that is followed by a number."""
-    found: list[tuple[int, Fraction]] = []
+def _last_marked(text: str) -> re.Match[str] | None | bool:
+    """The number of the last explicit marker followed by one (``False`` when no marker has a number)."""
+    found: tuple[int, re.Match[str]] | None = None
     for m in _MARKER_RE.finditer(text):
-        value = _number_at_start(text[m.end() :])
-        if value is not None:
-            found.append((m.start(), value))
-    for pos, content in _boxed_contents(text):
-        value = _number_at_start(content)
-        if value is not None:
-            found.append((pos, value))
-    return sorted(found, key=lambda pv: pv[0])
+        num = _number_after(text, m.end())
+        if num is not None and (found is None or m.start() >= found[0]):
+            found = (m.start(), num)
+    for start, content_start, content_end in _boxed_spans(text):
+        num = _number_after(text, content_start, content_end)
+        if num is not None and (found is None or start >= found[0]):
+            found = (start, num)
+    return False if found is None else found[1]
+
+
+def read_answer(text: str) -> AnswerReading:
+    """Read a response: its final answer, whether it was explicit, and why there is none.
+
+    This is :func:`extract_answer` with the details a scorer needs.  A
+    response longer than :data:`MAX_RESPONSE_CHARS` is read up to there only
+    (``cut=True``), as if the Receiver had been stopped at that point.
+
+    Args:
+        text: A Receiver response.
+
+    Returns:
+        An :class:`AnswerReading`.
+
+    Raises:
+        ConfigError: ``text`` is not a string.
+
+    Example:
+        >>> read_answer("9 * 2 = 18. The answer is 18.")
+        AnswerReading(answer='18', explicit=True, reason=None, cut=False)
+        >>> read_answer("She has 3 apples, then 5.")
+        AnswerReading(answer='5', explicit=False, reason=None, cut=False)
+        >>> read_answer("The answer is 1e400").reason
+        'the answer is unreadable: a number with exponent e400 (beyond MAX_EXPONENT=100)'
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"extract_answer expects a string, got {type(text).__name__}")
+    cut = len(text) > MAX_RESPONSE_CHARS
+    text = _truncate_runaway(_clean(text[:MAX_RESPONSE_CHARS]))
+    marked = _last_marked(text)
+    if marked is not False:
+        answer, reason = _read(marked)
+        return AnswerReading(answer, answer is not None, reason, cut)
+    last = None
+    for last in _numbers(text):
+        pass
+    if last is None:
+        return AnswerReading(None, False, "no number in the response", cut)
+    answer, reason = _read(last)
+    return AnswerReading(answer, False, reason, cut)
 
 
 def extract_answer(text: str) -> str | None:
@@ -260,7 +421,8 @@ def extract_answer(text: str) -> str | None:
 
     The last explicit marker that is followed by a number wins; without one,
     the last number in the text.  ``None`` means *unparseable* (no number at
-    all), which is different from a wrong answer.
+    all, or a number beyond the bounds), which is different from a wrong
+    answer.  :func:`read_answer` also says why.
 
     Args:
         text: A Receiver response or a GSM8K solution.
@@ -282,21 +444,19 @@ def extract_answer(text: str) -> str | None:
         >>> extract_answer("I don't know.") is None
         True
     """
-    if not isinstance(text, str):
-        raise ConfigError(f"extract_answer expects a string, got {type(text).__name__}")
-    text = _truncate_runaway(_clean(text))
-    marked = _marked_answers(text)
-    if marked:
-        return _format(marked[-1][1])
-    last = None
-    for _, value in _numbers(text):
-        last = value
-    return None if last is None else _format(last)
+    return read_answer(text).answer
 
 
 def _same_number(a: str, b: str) -> bool:
     x, y = Fraction(a), Fraction(b)
     return x == y or math.isclose(float(x), float(y), rel_tol=1e-9, abs_tol=1e-9)
+
+
+def _gold_number(gold: str, what: str) -> str:
+    value, reason = _normalize(gold) if isinstance(gold, str) else (None, f"a {type(gold).__name__}, not text")
+    if value is None:
+        raise ConfigError(f"{what} {str(gold)[:80]!r} holds no readable number ({reason}); GSM8K golds are numbers like '18'")
+    return value
 
 
 def is_correct(response: str, gold: str) -> bool:
@@ -311,7 +471,8 @@ def is_correct(response: str, gold: str) -> bool:
         gold: The reference answer (e.g. ``"18"`` or ``"1,450,000"``).
 
     Raises:
-        ConfigError: ``gold`` holds no number.
+        ConfigError: ``gold`` holds no (readable) number.  A response never
+            raises: an unreadable one is not correct.
 
     Example:
         >>> is_correct("So she makes $1,200.00 a week.", "1200")
@@ -319,9 +480,7 @@ def is_correct(response: str, gold: str) -> bool:
         >>> is_correct("The answer is 17.", "18"), is_correct("no idea", "18")
         (False, False)
     """
-    gold_n = normalize_number(gold)
-    if gold_n is None:
-        raise ConfigError(f"gold answer {gold!r} holds no number; GSM8K golds are numbers like '18'")
+    gold_n = _gold_number(gold, "gold answer")
     got = extract_answer(response)
     return got is not None and _same_number(got, gold_n)
 
@@ -347,9 +506,9 @@ def gold_from_solution(answer_field: str) -> str:
             "pass the dataset's 'answer' field"
         )
     tail = answer_field.rsplit("####", 1)[1].strip()
-    gold = normalize_number(tail)
+    gold, reason = _normalize(tail)
     if gold is None:
-        raise ConfigError(f"GSM8K solution has no number after '####': {tail[:80]!r}")
+        raise ConfigError(f"GSM8K solution has no readable number after '####' ({reason}): {tail[:80]!r}")
     return gold
 
 
@@ -380,9 +539,9 @@ class GSM8KTask:
         >>> task = GSM8KTask.__new__(GSM8KTask); task._data_dir, task._cache = None, {}
         >>> item = Item("gsm8k/test/0", "16 - 3 - 4 eggs at $2?", "18")
         >>> task.score("16-3-4=9 and 9*2=18. The answer is 18.", item)
-        Score(correct=True, extracted='18', status='ok')
+        Score(correct=True, extracted='18', status='ok', reason=None, explicit=True)
         >>> task.score("I am not sure.", item)
-        Score(correct=False, extracted=None, status='unparseable')
+        Score(correct=False, extracted=None, status='unparseable', reason='no number in the response', explicit=False)
     """
 
     name = "gsm8k"
@@ -409,10 +568,10 @@ class GSM8KTask:
             raise ConfigError(f"unknown GSM8K split {split!r}; choose one of {list(self.splits)}")
         if split not in self._cache:
             rows = self._read_local(split) if self._data_dir is not None else self._read_hub(split)
-            self._cache[split] = [self._to_item(split, i, row) for i, row in enumerate(rows)]
+            self._cache[split] = [self._to_item(split, i, where, row) for i, (where, row) in enumerate(rows)]
         return list(self._cache[split])
 
-    def _read_local(self, split: str) -> list[dict[str, Any]]:
+    def _read_local(self, split: str) -> list[tuple[str, dict[str, Any]]]:
         assert self._data_dir is not None
         path = self._data_dir / "gsm8k" / f"{split}.jsonl"
         if not path.is_file():
@@ -423,9 +582,15 @@ class GSM8KTask:
                 f"'answer'), as in the project's shared data; fix data_dir= or ${DATA_DIR_ENV}, "
                 "or unset both to use the Hugging Face hub"
             )
-        return read_jsonl(path, required_keys=("question", "answer"))
+        rows = [(f"{path}:{lineno}", record) for lineno, record in iter_jsonl(path, ("question", "answer"))]
+        if not rows:
+            raise DataNotFoundError(
+                f"GSM8K split {split!r}: {str(path)!r} holds no records; it must hold one JSON object per line "
+                "with 'question' and 'answer' (fix or re-download the file)"
+            )
+        return rows
 
-    def _read_hub(self, split: str) -> list[dict[str, Any]]:
+    def _read_hub(self, split: str) -> list[tuple[str, dict[str, Any]]]:
         config, hub_split = _HUB_SPLITS[split]
         fix = (
             f"pass data_dir= (a folder holding gsm8k/{split}.jsonl, e.g. the project's shared/data) "
@@ -439,7 +604,8 @@ class GSM8KTask:
             ) from e
         try:
             ds = datasets.load_dataset("openai/gsm8k", config, split=hub_split)
-            return [{"question": r["question"], "answer": r["answer"]} for r in ds]
+            return [(f"openai/gsm8k ({config}, {hub_split}) record {i}", {"question": r["question"], "answer": r["answer"]})
+                    for i, r in enumerate(ds)]
         except Exception as e:  # offline, hub error, cache problems: all mean "no data"
             offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.environ.get(v, "0") not in ("", "0")]
             if offline:
@@ -449,11 +615,18 @@ class GSM8KTask:
                 f"{type(e).__name__}: {e}; {fix}"
             ) from e
 
-    def _to_item(self, split: str, index: int, row: dict[str, Any]) -> Item:
+    def _to_item(self, split: str, index: int, where: str, row: dict[str, Any]) -> Item:
+        """One record as an item; ``where`` (``file:line``) names it in errors."""
+        for key in ("question", "answer"):
+            if not isinstance(row[key], str) or not row[key].strip():
+                raise DataNotFoundError(
+                    f"{where}: GSM8K record field {key!r} must be non-empty text, got {row[key]!r:.80}; "
+                    "fix or re-download the file"
+                )
         try:
             gold = gold_from_solution(row["answer"])
         except ConfigError as e:
-            raise DataNotFoundError(f"GSM8K {split} record {index} is malformed: {e}") from None
+            raise DataNotFoundError(f"{where}: GSM8K record is malformed: {e}") from None
         return Item(
             id=f"gsm8k/{split}/{index}",
             question=row["question"],
@@ -462,14 +635,25 @@ class GSM8KTask:
         )
 
     def score(self, response: str, item: Item) -> Score:
-        """Judge one response: ``ok`` with correctness, or ``unparseable``."""
-        extracted = extract_answer(response)
-        if extracted is None:
-            return Score(correct=False, extracted=None, status="unparseable")
-        gold = normalize_number(item.gold)
-        if gold is None:
-            raise ConfigError(f"item {item.id!r} has gold {item.gold!r}, which holds no number")
-        return Score(correct=_same_number(extracted, gold), extracted=extracted, status="ok")
+        """Judge one response: ``ok`` with correctness, or ``unparseable`` / ``truncated`` with the reason.
+
+        Never raises on a response (any Receiver may return anything); the
+        answer's ``explicit`` flag says whether it followed a final-answer
+        marker.  A response longer than :data:`MAX_RESPONSE_CHARS` with no
+        marker in what is read is ``truncated``.
+
+        Raises:
+            ConfigError: The item's gold holds no number (a data problem).
+        """
+        gold = _gold_number(item.gold, f"item {item.id!r} has gold")
+        reading = read_answer(response)
+        if reading.cut and not reading.explicit:
+            return Score(False, None, "truncated", reason=(
+                f"the response is longer than MAX_RESPONSE_CHARS={MAX_RESPONSE_CHARS} characters and has no "
+                "final-answer marker before the cut"), explicit=False)
+        if reading.answer is None:
+            return Score(False, None, "unparseable", reason=reading.reason, explicit=False)
+        return Score(_same_number(reading.answer, gold), reading.answer, "ok", explicit=reading.explicit)
 
     def default_template(self) -> PromptTemplate:
         """A short math-tutor prompt asking for a final "The answer is N." line."""
@@ -486,4 +670,7 @@ class GSM8KTask:
         return f"GSM8KTask(data_dir={str(self._data_dir) if self._data_dir else None!r})"
 
 
-__all__ = ["GSM8KTask", "extract_answer", "gold_from_solution", "is_correct", "normalize_number"]
+__all__ = [
+    "MAX_EXPONENT", "MAX_NUMBER_DIGITS", "MAX_RESPONSE_CHARS", "AnswerReading", "GSM8KTask", "extract_answer",
+    "gold_from_solution", "is_correct", "normalize_number", "read_answer",
+]

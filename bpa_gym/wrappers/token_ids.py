@@ -7,7 +7,13 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
+from bpa_gym.common.validation import Arguments, PositiveInt, check
 from bpa_gym.errors import ConfigError
+
+
+class _TokenIdsArgs(Arguments):
+    max_length: PositiveInt = 256
+    truncation_side: Literal["left", "right"] = "left"
 
 
 class TokenIdsObservation(gym.ObservationWrapper):
@@ -54,10 +60,10 @@ class TokenIdsObservation(gym.ObservationWrapper):
                 f"TokenIdsObservation needs a Text observation space, got {env.observation_space}; "
                 "wrap a bpa_gym LLM env (not an already-tokenized one)"
             )
-        if max_length < 1:
-            raise ConfigError(f"max_length must be >= 1, got {max_length}")
-        if truncation_side not in ("left", "right"):
-            raise ConfigError(f"truncation_side must be 'left' or 'right', got {truncation_side!r}")
+        check(_TokenIdsArgs, "TokenIdsObservation", max_length=max_length, truncation_side=truncation_side)
+        if not (isinstance(dtype, (type, np.dtype)) and np.issubdtype(dtype, np.integer)):
+            raise ConfigError(f"TokenIdsObservation: invalid argument\n  - dtype = {dtype!r:.60}: must be a numpy "
+                              "integer dtype such as np.int64")
         if isinstance(tokenizer, (str, bytes)) or hasattr(tokenizer, "__fspath__"):
             from transformers import AutoTokenizer
 
