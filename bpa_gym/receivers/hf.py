@@ -236,13 +236,15 @@ class HFReceiver:
 
     def _setup_tokenizer(self, chat_template: str | None) -> None:
         tok = self.tokenizer
+        # The template is kept here and passed to apply_chat_template: the tokenizer object is not changed.
+        self.chat_template: str | None
         if chat_template is None:
-            self.use_chat_template = False
+            self.chat_template = None
         elif chat_template == "auto":
-            self.use_chat_template = bool(getattr(tok, "chat_template", None))
+            self.chat_template = getattr(tok, "chat_template", None) or None
         else:
-            tok.chat_template = chat_template
-            self.use_chat_template = True
+            self.chat_template = chat_template
+        self.use_chat_template = self.chat_template is not None
         tok.padding_side = "left"
         if tok.pad_token is None:
             if tok.eos_token is None:
@@ -289,7 +291,7 @@ class HFReceiver:
         on first access (about 1 s per 300 MB).
         """
         revision = getattr(self.model.config, "_commit_hash", None)
-        template = self.tokenizer.chat_template if self.use_chat_template else None
+        template = self.chat_template
         ident: dict[str, Any] = {
             "class": type(self).__qualname__,
             "model": self.model_id,
@@ -324,7 +326,8 @@ class HFReceiver:
         else:
             messages = [dict(m) for m in prompt]  # type: ignore[misc]
         if self.use_chat_template:
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            text = self.tokenizer.apply_chat_template(messages, chat_template=self.chat_template,
+                                                      add_generation_prompt=True, tokenize=False)
             return str(text)
         lines = [f"{m['role']}: {m['content']}" for m in messages]
         lines.append("assistant:")
