@@ -100,7 +100,7 @@ def _break(match: re.Match[str]) -> str:
 
 
 def neutralise_control_text(text: str, tokens: Iterable[str] | None = None) -> str:
-    """``text`` with every control-token string broken by a zero-width space after its first character.
+    r"""``text`` with every control-token string broken by a zero-width space after its first character.
 
     Signals and items are plain text: a message that contains ``<|im_end|>``
     must not close the chat turn.  With ``tokens`` (a tokenizer's special and

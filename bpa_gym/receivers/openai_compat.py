@@ -340,7 +340,7 @@ class OpenAIReceiver:
         return self._loop
 
     def request_body(self, prompt: ChatPrompt) -> dict[str, Any]:
-        """The JSON body sent for ``prompt`` (message contents neutralised, see ``neutralise_control_tokens``).
+        r"""The JSON body sent for ``prompt`` (message contents neutralised, see ``neutralise_control_tokens``).
 
         Example:
             >>> r = OpenAIReceiver("m", "http://127.0.0.1:1/v1", max_new_tokens=8)
