@@ -1041,3 +1041,14 @@ def test_smollm2_outdated_format_is_reconverted_without_a_damage_warning(fake_sm
     (target / smollm2.MARKER).write_text(json.dumps(marker))
     smollm2.smollm2_path(cache)
     assert len(conversions) == 2 and not [w for w in recwarn if "damaged" in str(w.message)]
+
+
+def test_openai_concurrent_generate_calls_share_max_concurrency(fake_server):
+    server = fake_server(lambda n, body: (200, _completion("ok"), {}), delay_s=0.05)
+    with _openai(server, max_concurrency=2) as r:
+        threads = [threading.Thread(target=r.generate, args=([user("x")] * 3,)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(server.requests) == 9 and server.max_in_flight <= 2

@@ -291,6 +291,8 @@ class OpenAIReceiver:
         #: The wait function (a coroutine function of seconds); tests replace it to record waits.
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self._finalizer: weakref.finalize | None = None
+        self._gate: asyncio.Semaphore | None = None
+        self._start_lock = threading.Lock()
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -327,6 +329,10 @@ class OpenAIReceiver:
         return self._closed
 
     def _start(self) -> _LoopThread:
+        with self._start_lock:  # generate() may be called from several threads at once: one loop, one client
+            return self._start_locked()
+
+    def _start_locked(self) -> _LoopThread:
         if self._loop is None:
             loop = _LoopThread()
             client = httpx.AsyncClient(
@@ -392,7 +398,10 @@ class OpenAIReceiver:
         return results
 
     async def _generate_all(self, bodies: list[dict[str, Any]]) -> list[Generation]:
-        gate = asyncio.Semaphore(self.max_concurrency)
+        # One gate per Receiver (made on its loop): concurrent generate() calls share max_concurrency.
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(self.max_concurrency)
+        gate = self._gate
         return list(await asyncio.gather(*(self._one(body, gate) for body in bodies)))
 
     def _wait_s(self, state: tenacity.RetryCallState) -> float:
