@@ -76,6 +76,7 @@ def test_openai_receiver_against_transformers_serve(smollm2_server, smollm2):
     assert "5" in gens[0].text, gens[0].text
     for g in gens:
         assert g.text and g.prompt_tokens and g.prompt_tokens > 10 and 1 <= g.completion_tokens <= 32
+        assert g.finish_reason == ("length" if g.completion_tokens == 32 else "stop")
     # Same model, same chat template, greedy: the server says what the local receiver says.
     assert gens[0].text == smollm2.generate([user(QUESTIONS[0])])[0].text
 

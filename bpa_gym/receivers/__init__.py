@@ -32,6 +32,7 @@ __all__ = [
     "Receiver",
     "ScriptedReceiver",
     "SmolLM2Receiver",
+    "known_kwargs",
     "make_receiver",
     "smollm2_path",
     "validate_prompts",
@@ -91,6 +92,43 @@ def validate_prompts(prompts: Sequence[Any], receiver_name: str) -> None:
                 )
 
 
+def known_kwargs(cls: type) -> list[str] | None:
+    """The keyword arguments ``cls(...)`` accepts, following ``**kwargs`` into its base classes.
+
+    ``None`` when it takes any keyword (``**kwargs`` that no base class pins down).
+
+    Example:
+        >>> from bpa_gym.receivers.base import GenerationConfig
+        >>> known_kwargs(GenerationConfig)
+        ['max_new_tokens', 'seed', 'temperature', 'top_p']
+    """
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return sorted(names)
+    return None
+
+
+def _check_kwargs(cls: type, kwargs: Mapping[str, Any], spec: str, positional: tuple[str, ...]) -> None:
+    accepted = known_kwargs(cls)
+    if accepted is None:
+        return
+    known = [k for k in accepted if k not in positional]
+    unknown = sorted(k for k in kwargs if k not in known)
+    if unknown:
+        raise ConfigError(
+            f"receiver {spec!r} ({cls.__name__}) got unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(known)}"
+        )
+
+
 def make_receiver(spec: str | Receiver, **kwargs: Any) -> Receiver:
     """Build a Receiver from a spec string (or return a Receiver object as is).
 
@@ -107,7 +145,8 @@ def make_receiver(spec: str | Receiver, **kwargs: Any) -> Receiver:
         The Receiver.
 
     Raises:
-        ConfigError: The spec is not one of the accepted forms.
+        ConfigError: The spec is not one of the accepted forms, or a keyword
+            argument is unknown to the Receiver (the message lists the known ones).
         ModelNotFoundError: The named model cannot be found.
 
     Example:
@@ -131,12 +170,14 @@ def make_receiver(spec: str | Receiver, **kwargs: Any) -> Receiver:
     if text.lower() == "smollm2":
         from bpa_gym.receivers.smollm2 import SmolLM2Receiver
 
+        _check_kwargs(SmolLM2Receiver, kwargs, spec, ("model",))
         return SmolLM2Receiver(**kwargs)
     if sep and scheme == "hf":
         if not rest.strip():
             raise ConfigError(f"receiver spec {spec!r} names no model after 'hf:'.\n{SPEC_FORMS}")
         from bpa_gym.receivers.hf import HFReceiver
 
+        _check_kwargs(HFReceiver, kwargs, spec, ("model",))
         return HFReceiver(rest.strip(), **kwargs)
     if sep and scheme == "openai":
         cut = max(rest.rfind("@http://"), rest.rfind("@https://"))
@@ -149,5 +190,6 @@ def make_receiver(spec: str | Receiver, **kwargs: Any) -> Receiver:
             raise ConfigError(f"receiver spec {spec!r} names no model before '@'.\n{SPEC_FORMS}")
         from bpa_gym.receivers.openai_compat import OpenAIReceiver
 
+        _check_kwargs(OpenAIReceiver, kwargs, spec, ("model", "base_url"))
         return OpenAIReceiver(model, base_url, **kwargs)
     raise ConfigError(f"unknown receiver spec {spec!r}.\n{SPEC_FORMS}")

@@ -8,20 +8,79 @@ Greedy decoding is the default, so rewards are deterministic.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
 from bpa_gym.common.torch_utils import resolve_device, resolve_dtype
+from bpa_gym.common.validation import Arguments, Bool, PositiveInt, Str, check
 from bpa_gym.errors import ConfigError, ModelNotFoundError, ReceiverError
 from bpa_gym.receivers import validate_prompts
-from bpa_gym.receivers.base import GenerationConfig
+from bpa_gym.receivers.base import GenerationConfig, neutralise_prompt
 from bpa_gym.types import ChatPrompt, Generation, Message
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+class _HFArgs(Arguments):
+    generation: GenerationConfig | None = None
+    batch_size: PositiveInt = 16
+    chat_template: Str | None = "auto"
+    trust_remote_code: Bool = False
+    name: Str | None = None
+    num_threads: PositiveInt | None = None
+    neutralise_control_tokens: Bool = True
+
+
+def _make_finite_logits_guard(name: str) -> Any:
+    """A LogitsProcessor that raises ReceiverError when a step's scores hold NaN or +inf, or no finite value.
+
+    ``-inf`` is what top-p and other processors write for excluded tokens, so it is allowed; a row with
+    no finite score at all cannot be decoded.  A corrupted model (NaN weights) is stopped on the first
+    step instead of decoding garbage that would be scored as a wrong answer.
+    """
+    from transformers import LogitsProcessor
+
+    class FiniteLogitsGuard(LogitsProcessor):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            bad = torch.isnan(scores).any(dim=-1) | torch.isposinf(scores).any(dim=-1)
+            bad |= ~torch.isfinite(scores).any(dim=-1)
+            if bool(bad.any()):
+                rows = bad.nonzero().flatten().tolist()
+                raise ReceiverError(
+                    f"{name} produced non-finite logits (NaN or inf) for {len(rows)} of {scores.shape[0]} "
+                    f"prompts at generated token {input_ids.shape[1]}; the model weights are likely corrupted "
+                    "(or the dtype overflows: try dtype='float32'). Its answers are not scored."
+                )
+            return scores
+
+    return FiniteLogitsGuard()
+
+
+def _sha256_files(paths: Sequence[Path]) -> str:
+    """One sha256 over the names and bytes of ``paths`` (streamed in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode() + b"\0")
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _sha256_state_dict(model: Any) -> str:
+    """One sha256 over a model's parameter and buffer names, dtypes, shapes and bytes."""
+    h = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}\0".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 def _not_found(model_id: str, cause: BaseException) -> ModelNotFoundError:
     from huggingface_hub import constants
@@ -82,6 +141,9 @@ class HFReceiver:
             (process-wide).  On a CPU shared with other busy processes, 1 can
             be many times faster than the default: every multi-threaded matmul
             waits for its slowest thread, which may be descheduled.
+        neutralise_control_tokens: Break the tokenizer's special and added
+            tokens inside message contents (default True; see :meth:`render`),
+            so signals and items are plain text and cannot forge chat turns.
 
     Raises:
         ModelNotFoundError: The model or tokenizer cannot be found (wrong id, or
@@ -110,18 +172,21 @@ class HFReceiver:
         seed: int | None = None,
         name: str | None = None,
         num_threads: int | None = None,
+        neutralise_control_tokens: bool = True,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if num_threads is not None:
-            if not isinstance(num_threads, int) or num_threads < 1:
-                raise ConfigError(f"num_threads must be a positive integer or None, got {num_threads!r}")
-            torch.set_num_threads(num_threads)
-        self.generation = GenerationConfig.merged(generation, max_new_tokens=max_new_tokens, temperature=temperature,
-                                                  top_p=top_p, seed=seed)
-        self.batch_size = batch_size
+        args = check(_HFArgs, type(self).__name__, generation=generation, batch_size=batch_size,
+                     chat_template=chat_template, trust_remote_code=trust_remote_code, name=name,
+                     num_threads=num_threads, neutralise_control_tokens=neutralise_control_tokens)
+        if args.num_threads is not None:
+            torch.set_num_threads(args.num_threads)
+        self.generation = GenerationConfig.merged(args.generation, max_new_tokens=max_new_tokens,
+                                                  temperature=temperature, top_p=top_p, seed=seed)
+        self.batch_size = args.batch_size
+        self.neutralise_control_tokens = args.neutralise_control_tokens
+        self._weights_sha256: str | None = None
+        self._model_files: list[Path] | None = None
 
         if isinstance(model, (str, os.PathLike)):
             model_id = os.fspath(model)
@@ -135,6 +200,9 @@ class HFReceiver:
                 AutoModelForCausalLM, model_id, dtype=self.dtype, trust_remote_code=trust_remote_code
             )
             self.model = loaded.to(self.device)
+            folder = Path(model_id)
+            if folder.is_dir():
+                self._model_files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
         elif callable(getattr(model, "generate", None)) and hasattr(model, "config"):
             if tokenizer is None:
                 raise ConfigError(
@@ -143,8 +211,9 @@ class HFReceiver:
                 )
             model_id = getattr(model.config, "_name_or_path", "") or type(model).__name__
             current = next(model.parameters()).device
-            self.device = current if device == "auto" else resolve_device(device)
-            self.dtype = next(model.parameters()).dtype if dtype == "auto" else resolve_dtype(dtype, self.device)
+            self.device = current if isinstance(device, str) and device == "auto" else resolve_device(device)
+            self.dtype = (next(model.parameters()).dtype if isinstance(dtype, str) and dtype == "auto"
+                          else resolve_dtype(dtype, self.device))
             self.model = model.to(device=self.device, dtype=self.dtype)
         else:
             raise ConfigError(
@@ -152,22 +221,30 @@ class HFReceiver:
             )
         self.model.eval()
         self.model_id = model_id
-        self.name = name or f"hf:{model_id}"
+        self.name = args.name or f"hf:{model_id}"
 
         if isinstance(tokenizer, (str, os.PathLike)):
             tokenizer = _load_pretrained(AutoTokenizer, os.fspath(tokenizer), trust_remote_code=trust_remote_code)
         self.tokenizer = tokenizer
-        self._setup_tokenizer(chat_template)
+        self._setup_tokenizer(args.chat_template)
+        #: The tokenizer's special and added tokens: broken in message contents (see ``render``).
+        self.control_tokens: tuple[str, ...] = tuple(sorted(
+            set(getattr(tokenizer, "all_special_tokens", []) or []) | set(tokenizer.get_added_vocab())
+        ))
+        #: Longest prompt plus completion the model takes (its position embeddings), or None if unknown.
+        self.context_length: int | None = self._context_length()
 
     def _setup_tokenizer(self, chat_template: str | None) -> None:
         tok = self.tokenizer
+        # The template is kept here and passed to apply_chat_template: the tokenizer object is not changed.
+        self.chat_template: str | None
         if chat_template is None:
-            self.use_chat_template = False
+            self.chat_template = None
         elif chat_template == "auto":
-            self.use_chat_template = bool(getattr(tok, "chat_template", None))
+            self.chat_template = getattr(tok, "chat_template", None) or None
         else:
-            tok.chat_template = chat_template
-            self.use_chat_template = True
+            self.chat_template = chat_template
+        self.use_chat_template = self.chat_template is not None
         tok.padding_side = "left"
         if tok.pad_token is None:
             if tok.eos_token is None:
@@ -187,6 +264,47 @@ class HFReceiver:
             )
         self.eos_token_ids: list[int] = sorted(eos_ids)
 
+    def _context_length(self) -> int | None:
+        config = self.model.config
+        for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(config, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    def weights_sha256(self) -> str:
+        """A sha256 of the weights: of the local weight files, else of the model's tensors (computed once)."""
+        if self._weights_sha256 is None:
+            if self._model_files:
+                self._weights_sha256 = _sha256_files(self._model_files)
+            else:
+                self._weights_sha256 = _sha256_state_dict(self.model)
+        return self._weights_sha256
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What determines the answers (JSON-serialisable): model, revision or weights checksum, dtype,
+        chat template, generation settings.
+
+        A hub model is pinned by its revision (the config's ``_commit_hash``);
+        a local folder or a model object by a sha256 of its weights, computed
+        on first access (about 1 s per 300 MB).
+        """
+        revision = getattr(self.model.config, "_commit_hash", None)
+        template = self.chat_template
+        ident: dict[str, Any] = {
+            "class": type(self).__qualname__,
+            "model": self.model_id,
+            "revision": revision,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "chat_template_sha256": hashlib.sha256(str(template).encode()).hexdigest() if template else None,
+            "generation": self.generation.as_dict(),
+            "neutralise_control_tokens": self.neutralise_control_tokens,
+        }
+        if revision is None:
+            ident["weights_sha256"] = self.weights_sha256()
+        return ident
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(name={self.name!r}, device={str(self.device)!r}, dtype={self.dtype}, "
@@ -194,10 +312,22 @@ class HFReceiver:
         )
 
     def render(self, prompt: ChatPrompt) -> str:
-        """The text the model sees for ``prompt`` (chat template or plain format)."""
-        messages: list[Message] = [dict(m) for m in prompt]  # type: ignore[misc]
+        """The text the model sees for ``prompt`` (chat template or plain format).
+
+        Message contents are plain text: every occurrence of one of the
+        tokenizer's special or added tokens (``<|im_end|>``, ``<|endoftext|>``,
+        ...) in a content is broken by a zero-width space after its first
+        character, so it is tokenised as ordinary text and cannot forge chat
+        turns; the template's own tokens are untouched.  Pass
+        ``neutralise_control_tokens=False`` to turn this off.
+        """
+        if self.neutralise_control_tokens:
+            messages: list[Message] = neutralise_prompt(prompt, self.control_tokens)  # type: ignore[assignment]
+        else:
+            messages = [dict(m) for m in prompt]  # type: ignore[misc]
         if self.use_chat_template:
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            text = self.tokenizer.apply_chat_template(messages, chat_template=self.chat_template,
+                                                      add_generation_prompt=True, tokenize=False)
             return str(text)
         lines = [f"{m['role']}: {m['content']}" for m in messages]
         lines.append("assistant:")
@@ -236,13 +366,19 @@ class HFReceiver:
             including the first EOS token (padding after it is not counted),
             and ``text`` is their decoding without special tokens.
 
+            ``finish_reason`` is ``"length"`` when the row generated
+            ``max_new_tokens`` tokens without EOS, else ``"stop"``.
+
         Raises:
-            ReceiverError: The device ran out of memory.
+            ReceiverError: The device ran out of memory; a prompt plus
+                ``max_new_tokens`` does not fit the model's context; or the
+                model produced non-finite logits (corrupted weights).
         """
         validate_prompts(prompts, self.name)
         if not prompts:
             return []
         encoded = [self._encode(p) for p in prompts]
+        self._check_context(encoded)
         # Longest first: similar lengths share a batch (less padding), and an OOM shows on the first batch.
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
         config = self._hf_generation_config()
@@ -255,6 +391,21 @@ class HFReceiver:
                 for i, gen in zip(chunk, self._generate_batch([encoded[i] for i in chunk], config)):
                     results[i] = gen
         return [results[i] for i in range(len(prompts))]
+
+    def _check_context(self, encoded: list[list[int]]) -> None:
+        limit = self.context_length
+        if limit is None:
+            return
+        room = limit - self.generation.max_new_tokens
+        too_long = [(i, len(ids)) for i, ids in enumerate(encoded) if len(ids) > room]
+        if too_long:
+            i, n = max(too_long, key=lambda t: t[1])
+            raise ReceiverError(
+                f"{len(too_long)} prompt(s) do not fit {self.name}'s context: prompt {i} is {n} tokens, and "
+                f"{n} + max_new_tokens {self.generation.max_new_tokens} > the model's {limit} positions "
+                f"(max_position_embeddings), so at most {max(room, 0)} prompt tokens fit. Fix: shorten the "
+                "signal (max_signal_length) or item, or lower max_new_tokens; prompts are never truncated silently."
+            )
 
     def _rng_devices(self) -> list[int]:
         if self.device.type == "cuda":
@@ -269,7 +420,8 @@ class HFReceiver:
         try:
             with torch.inference_mode():
                 out = self.model.generate(
-                    input_ids=input_ids, attention_mask=attention_mask, generation_config=config
+                    input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                    logits_processor=[_make_finite_logits_guard(self.name)],
                 )
         except torch.cuda.OutOfMemoryError as e:
             raise ReceiverError(
@@ -283,9 +435,12 @@ class HFReceiver:
         eos = set(self.eos_token_ids)
         generations = []
         for prompt_ids, row in zip(batch, new_tokens):
-            n = next((k + 1 for k, tok in enumerate(row) if tok in eos), len(row))
+            n = next((k + 1 for k, tok in enumerate(row) if tok in eos), None)
+            stopped = n is not None or len(row) < config.max_new_tokens
+            n = len(row) if n is None else n
             text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
             generations.append(
-                Generation(text=text, prompt_tokens=len(prompt_ids), completion_tokens=n, latency_s=latency)
+                Generation(text=text, prompt_tokens=len(prompt_ids), completion_tokens=n, latency_s=latency,
+                           finish_reason="stop" if stopped else "length")
             )
         return generations

