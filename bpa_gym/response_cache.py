@@ -72,8 +72,20 @@ CREATE INDEX IF NOT EXISTS responses_by_receiver ON responses (receiver_key);
 """
 
 
+#: Environment variable: the response cache's file, or ``off`` to turn the default cache off.
+CACHE_ENV = "BPA_RESPONSE_CACHE"
+
+
+def cache_disabled_by_env() -> bool:
+    """Whether ``$BPA_RESPONSE_CACHE`` is ``off`` (also ``0``, ``false``, ``no``)."""
+    return os.environ.get(CACHE_ENV, "").strip().lower() in ("off", "0", "false", "no")
+
+
 def default_cache_path() -> Path:
-    """``$BPA_CACHE_DIR/responses.sqlite``, else the user cache folder (platformdirs)."""
+    """``$BPA_RESPONSE_CACHE``, else ``$BPA_CACHE_DIR/responses.sqlite``, else the user cache folder."""
+    explicit = os.environ.get(CACHE_ENV, "").strip()
+    if explicit and not cache_disabled_by_env():
+        return Path(explicit).expanduser()
     root = os.environ.get("BPA_CACHE_DIR")
     if root:
         return Path(root) / "responses.sqlite"
@@ -247,4 +259,4 @@ class ResponseCache:
         return int(self._connect().execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
 
-__all__ = ["CACHE_SCHEMA", "ResponseCache", "default_cache_path", "receiver_key", "response_key"]
+__all__ = ["CACHE_ENV", "CACHE_SCHEMA", "cache_disabled_by_env", "ResponseCache", "default_cache_path", "receiver_key", "response_key"]

@@ -183,3 +183,26 @@ def test_sigkill_mid_batch_keeps_a_valid_database_and_earlier_batches(tmp_path):
     for b in range(3):
         r.generate([_p(f"b{b} q{i}") for i in range(4)])
     assert live.calls == [4] and r.hits == 8
+
+
+def test_with_response_cache_options(tmp_path, monkeypatch):
+    from bpa_gym.receivers.caching import with_response_cache
+
+    monkeypatch.setenv("BPA_RESPONSE_CACHE", str(tmp_path / "default.sqlite"))
+    greedy = PinnedScripted(lambda m: "x")
+    wrapped = with_response_cache(greedy)
+    assert isinstance(wrapped, CachingReceiver) and wrapped.cache.path == tmp_path / "default.sqlite"
+    assert with_response_cache(wrapped) is wrapped
+    assert with_response_cache(greedy, False) is greedy and with_response_cache(greedy, None) is greedy
+    sampling = PinnedScripted(lambda m: "x", temperature=1.0)
+    assert with_response_cache(sampling) is sampling  # sampling: only when asked
+    assert isinstance(with_response_cache(sampling, True), CachingReceiver)
+    assert with_response_cache(greedy, tmp_path / "other.sqlite").cache.path == tmp_path / "other.sqlite"
+    plain = ScriptedReceiver(lambda m: "x")
+    assert with_response_cache(plain) is plain
+    with pytest.raises(ConfigError, match="has no `identity`"):
+        with_response_cache(plain, True)
+    with pytest.raises(ConfigError, match="cache must be 'auto', True, False"):
+        with_response_cache(greedy, 3)
+    monkeypatch.setenv("BPA_RESPONSE_CACHE", "off")
+    assert with_response_cache(greedy) is greedy

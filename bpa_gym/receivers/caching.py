@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from bpa_gym.errors import ConfigError, ReceiverError
 from bpa_gym.receivers.base import Receiver, receiver_identity
-from bpa_gym.response_cache import ResponseCache
+from bpa_gym.response_cache import ResponseCache, cache_disabled_by_env
 from bpa_gym.types import ChatPrompt, Generation
 
 
@@ -125,4 +125,52 @@ class CachingReceiver:
         return [g for g in found if g is not None]
 
 
-__all__ = ["CachingReceiver", "is_greedy"]
+#: What ``cache=`` accepts (see :func:`with_response_cache`).
+CacheOption = Any
+
+
+def with_response_cache(receiver: Receiver, cache: CacheOption = "auto") -> Receiver:
+    """``receiver`` wrapped in a :class:`CachingReceiver` as ``cache`` asks.
+
+    Args:
+        receiver: Any Receiver.
+        cache: ``"auto"`` (the default of the envs): cache a greedy Receiver
+            that has an ``identity`` (the built-in HF, SmolLM2 and
+            OpenAI-compatible ones) in the default database
+            (``$BPA_RESPONSE_CACHE``, else ``$BPA_CACHE_DIR/responses.sqlite``,
+            else the user cache folder), unless ``BPA_RESPONSE_CACHE=off``;
+            other Receivers are returned as they are.  ``False`` or ``None``:
+            no cache.  ``True``: cache in the default database, sampling
+            Receivers too.  A path or a :class:`ResponseCache`: cache there,
+            sampling Receivers too.
+
+    Returns:
+        The Receiver to use (``receiver`` itself or its caching wrapper).
+
+    Raises:
+        ConfigError: ``cache`` is not one of the above, or caching was asked
+            for a Receiver without an identity.
+
+    Example:
+        >>> from bpa_gym.receivers.scripted import ScriptedReceiver
+        >>> r = ScriptedReceiver(lambda m: "1")
+        >>> with_response_cache(r) is r  # no identity: never cached implicitly
+        True
+    """
+    if isinstance(receiver, CachingReceiver) or cache is False or cache is None:
+        return receiver
+    if isinstance(cache, str) and cache == "auto":
+        if cache_disabled_by_env() or getattr(receiver, "identity", None) is None or not is_greedy(receiver):
+            return receiver
+        return CachingReceiver(receiver)
+    if cache is True:
+        return CachingReceiver(receiver, allow_sampling=True)
+    if isinstance(cache, (str, os.PathLike, ResponseCache)):
+        return CachingReceiver(receiver, cache, allow_sampling=True)
+    raise ConfigError(
+        f"cache must be 'auto', True, False, a database path or a ResponseCache, got {type(cache).__name__}: "
+        f"{cache!r}"
+    )
+
+
+__all__ = ["CachingReceiver", "is_greedy", "with_response_cache"]
