@@ -750,15 +750,15 @@ def save_checkpoint(save_dir: Path, iteration: int, actor_critic: ActorCritic, r
     return path
 
 
-def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``: tensors and plain Python types only.
+def safe_load(path: Path, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain Python types only.
 
     Raises:
         ConfigError: The file holds anything else (e.g. a pickled object,
-            whose code is never run), is not a checkpoint, or lacks a key.
+            whose code is never run) or cannot be read.
     """
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\n\n|$)", str(exc), re.S)
         reason = " ".join((found.group(1) if found else str(exc).splitlines()[0]).split())
@@ -768,6 +768,16 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
             f"run. Delete it, or resume from a checkpoint you wrote.") from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise ConfigError(f"cannot read checkpoint {path}: {exc}. Delete it to start afresh.") from exc
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read ``checkpoint.pt`` with :func:`safe_load` and check it has every part a resume needs.
+
+    Raises:
+        ConfigError: The file holds anything but tensors and plain Python
+            types (nothing in it is run), cannot be read, or lacks a part.
+    """
+    ckpt = safe_load(path, map_location)
     needed = {"iteration", "policy", "optimizer", "kl_controller", "rng", "env_rng"}
     if not isinstance(ckpt, dict) or not needed <= ckpt.keys():
         missing = sorted(needed - (ckpt.keys() if isinstance(ckpt, dict) else set()))
@@ -824,7 +834,7 @@ def train(args: Args, *, env: gym.Env | None = None, actor_critic: ActorCritic |
     if ref_lm is None:
         ref_lm = make_reference(actor_critic)
         if args.resume and (save_dir / "ref.pt").exists():
-            ref_lm.load_state_dict(torch.load(save_dir / "ref.pt", map_location="cpu", weights_only=True))
+            ref_lm.load_state_dict(safe_load(save_dir / "ref.pt"))
     ref_lm.to(device).eval().requires_grad_(False)
     optimizer = torch.optim.Adam(actor_critic.parameters(), lr=args.learning_rate, eps=1e-5)
     kl_ctl = KLController(args.init_kl_coef, args.target_kl if args.adaptive_kl else None, args.kl_horizon)

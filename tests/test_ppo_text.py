@@ -422,6 +422,10 @@ def test_crafted_checkpoint_is_refused_and_its_payload_never_runs(tmp_path):
     env, _ = make_env(subset_size=8)
     with pytest.raises(bpa_gym.ConfigError, match="nothing in it was run"):
         P.train(args, env=env)
+    ckpt.unlink()
+    torch.save({"transformer.wte.weight": _Payload(marker)}, ckpt.with_name("ref.pt"))  # the frozen reference too
+    with pytest.raises(bpa_gym.ConfigError, match=r"refusing to load checkpoint .*ref.pt"):
+        P.train(args, env=env)
     assert not marker.exists()
 
 
