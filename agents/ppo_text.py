@@ -22,12 +22,14 @@ What one iteration does:
     1. **Rollout.**  Sample ``batch_size`` items with the env's RNG
        (``env.unwrapped.np_random``, seeded by ``env.reset(seed=...)``),
        render the Advisor prompts, left-pad, and sample signals with
-       ``model.generate`` (temperature / top-k / top-p, at most
-       ``max_signal_tokens`` tokens, stopping at EOS or, by default, at a token
-       containing a newline).  Decode the signals and play them against the
-       Receiver with **one** call of ``env.unwrapped.game.play(items, signals)``
-       (one batched Receiver call).  A Receiver failure raises; it is never
-       scored 0.
+       ``model.generate`` (temperature only, at most ``max_signal_tokens``
+       tokens, stopping at EOS or, by default, at a token containing a
+       newline).  A signal longer than the env's ``max_signal_length``
+       characters is cut *in tokens*: its last tokens are dropped from the
+       signal and from the loss (see "Credit").  Decode the signals and play
+       them against the Receiver with **one** call of
+       ``env.unwrapped.game.play(items, signals)`` (one batched Receiver
+       call).  A Receiver failure raises; it is never scored 0.
     2. **Scoring pass** (no grad): per-token log-probs of the sampled tokens
        under the policy and the frozen reference, and the value head's values.
     3. **Rewards.**  Per-token KL penalty ``-beta * (logp - logp_ref)``; the
@@ -39,6 +41,26 @@ What one iteration does:
     5. **PPO epochs** over shuffled minibatches (optionally split into
        micro-batches with gradient accumulation): clipped surrogate, value
        loss (optionally clipped), entropy bonus, gradient clipping.
+
+On-policy sampling:
+    PPO's ratios ``pi_new(a) / pi_old(a)`` and its KL penalty need the
+    log-prob of each sampled token under the very distribution it was sampled
+    from.  Signals are therefore sampled from the full softmax at
+    ``temperature`` and scored with the same tempered softmax; every other
+    logits processor of ``generate`` is switched off explicitly (``top_k=0``,
+    ``top_p=1.0``, also overriding a pretrained model's own
+    ``generation_config``).  There are no ``--top-k/--top-p`` flags: a
+    truncated distribution's support moves with the logits, so a token
+    sampled by the old policy can lie outside the new policy's or the
+    reference's support (ratio 0, infinite KL), and near-ties at the cut
+    make the rollout's support differ from the scoring pass's.  Lower the
+    temperature for more conservative signals.
+
+Credit:
+    The tokens credited by the loss are exactly the tokens whose text the
+    Receiver saw: the signal is the decoded text of the kept tokens (cut at
+    the first newline inside the final stop token, and stripped), and
+    ``response_mask`` marks those kept tokens only.
 
 Memory: logits are only computed for the signal's positions (never for the
 prompt), in chunks of ``logprob_chunk_size`` tokens, each chunk under
@@ -56,11 +78,15 @@ Policy specs (``--policy``):
     The tokenizer is ``--tokenizer`` (default: the policy folder).
 
 Checkpoints: every ``--save-every`` iterations ``<save-dir>/checkpoint.pt`` is
-written atomically (temp file + ``os.replace``) with the policy and value head,
-the optimizer, the KL controller, the python / numpy / torch (CPU and CUDA)
-RNG states, the env's item RNG and the iteration; the frozen reference is
-written once to ``<save-dir>/ref.pt``.  ``--resume`` continues a killed run
-exactly where its last checkpoint left it.
+written atomically (:func:`bpa_gym.common.atomic_path`) with the policy and
+value head, the optimizer, the KL controller, the python / numpy / torch (CPU
+and CUDA) RNG states, the env's item RNG and the iteration; the frozen
+reference is written once to ``<save-dir>/ref.pt``.  ``--resume`` continues a
+killed run exactly where its last checkpoint left it.  Checkpoints hold only
+tensors and plain Python types (RNG states are converted to lists and ints)
+and are loaded with ``torch.load(weights_only=True)``: a file holding any
+other object (a pickled payload) is refused with a :class:`bpa_gym.ConfigError`
+and nothing in it runs.
 
 Example (offline, CPU, a few minutes)::
 
@@ -72,16 +98,14 @@ Example (offline, CPU, a few minutes)::
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
-import os
+import pickle
 import random
+import re
 import sys
 import time
-import types
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -112,70 +136,112 @@ import gymnasium as gym
 
 import bpa_gym
 from bpa_gym import ConfigError, Item, Outcome
-from bpa_gym.common import resolve_device
+from bpa_gym.common import atomic_path, resolve_device, seed_everything
 
 
 # ----------------------------------------------------------------------------- arguments
 @dataclass
 class Args:
+    """Every setting of a run; each field is one ``--kebab-case`` flag of the command line."""
+
     # --- experiment
-    exp_name: str = field(default="ppo_text", metadata={"help": "name of this experiment (names the run folder)"})
-    seed: int = field(default=1, metadata={"help": "seed of python, numpy, torch and the env's item RNG"})
-    torch_deterministic: bool = field(default=True, metadata={"help": "set torch.backends.cudnn.deterministic"})
-    device: str = field(default="auto", metadata={"help": "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'"})
-    bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast for the Advisor's forward passes"})
-    save_dir: str | None = field(default=None, metadata={
-        "help": "run folder for TensorBoard events and checkpoints (default runs/<exp_name>__<seed>)"})
-    save_every: int = field(default=10, metadata={"help": "write a checkpoint every N iterations (0: only at the end)"})
-    resume: bool = field(default=False, metadata={"help": "continue from <save_dir>/checkpoint.pt when it exists"})
-    progress: bool = field(default=True, metadata={"help": "show a tqdm progress bar"})
+    exp_name: str = "ppo_text"
+    """Name of this experiment (names the run folder)."""
+    seed: int = 1
+    """Seed of python, numpy, torch and the env's item RNG."""
+    torch_deterministic: bool = True
+    """Set torch.backends.cudnn.deterministic."""
+    device: str = "auto"
+    """'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N'."""
+    bf16: bool = False
+    """bfloat16 autocast for the Advisor's forward passes."""
+    save_dir: str | None = None
+    """Run folder for TensorBoard events and checkpoints (default runs/<exp_name>__<seed>)."""
+    save_every: int = 10
+    """Write a checkpoint every N iterations (0: only at the end)."""
+    resume: bool = False
+    """Continue from <save_dir>/checkpoint.pt when it exists."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
     # --- environment / Receiver
-    env_id: str = field(default="BayesPersuasion-GSM8K-v0", metadata={"help": "a bpa_gym env id that supports signals='text'"})
-    data_dir: str | None = field(default=None, metadata={"help": "dataset folder (default $BPA_DATA_DIR, then the hub)"})
-    split: str = field(default="train", metadata={"help": "dataset split the items are drawn from"})
-    subset_size: int | None = field(default=None, metadata={"help": "use only the first N items of the split"})
-    receiver: str = field(default="smollm2", metadata={
-        "help": "Receiver spec: 'smollm2', 'hf:<id-or-path>', 'openai:<model>@<base_url>'"})
-    receiver_max_new_tokens: int = field(default=256, metadata={"help": "max tokens the Receiver generates per answer"})
-    receiver_device: str = field(default="auto", metadata={"help": "device of a local Receiver (smollm2/hf specs)"})
-    receiver_batch_size: int = field(default=16, metadata={"help": "batch size of a local Receiver's generate"})
+    env_id: str = "BayesPersuasion-GSM8K-v0"
+    """A bpa_gym env id that supports signals='text'."""
+    data_dir: str | None = None
+    """Dataset folder (default $BPA_DATA_DIR, then the hub)."""
+    split: str = "train"
+    """Dataset split the items are drawn from."""
+    subset_size: int | None = None
+    """Use only the first N items of the split."""
+    receiver: str = "smollm2"
+    """Receiver spec: 'smollm2', 'hf:<id-or-path>', 'openai:<model>@<base_url>'."""
+    receiver_max_new_tokens: int = 256
+    """Max tokens the Receiver generates per answer."""
+    receiver_device: str = "auto"
+    """Device of a local Receiver (smollm2/hf specs)."""
+    receiver_batch_size: int = 16
+    """Batch size of a local Receiver's generate."""
     # --- policy
-    policy: str = field(default="gpt2", metadata={
-        "help": "hub id, local folder with weights, or random:<config folder|'tiny'> for a random init"})
-    tokenizer: str | None = field(default=None, metadata={"help": "tokenizer id/folder (default: the policy's)"})
-    prompt_template: str = field(default="Question: {question}\nAdvice:", metadata={
-        "help": "Advisor prompt; must contain {question}"})
-    max_prompt_tokens: int = field(default=256, metadata={"help": "keep at most the last N prompt tokens"})
+    policy: str = "gpt2"
+    """Hub id, local folder with weights, or random:<config folder|'tiny'> for a random init."""
+    tokenizer: str | None = None
+    """Tokenizer id/folder (default: the policy's)."""
+    prompt_template: str = "Question: {question}\nAdvice:"
+    """Advisor prompt; must contain {question}."""
+    max_prompt_tokens: int = 256
+    """Keep at most the last N prompt tokens."""
     # --- signal sampling
-    max_signal_tokens: int = field(default=32, metadata={"help": "max tokens per signal"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (> 0); log-probs use the same"})
-    top_k: int = field(default=0, metadata={"help": "top-k sampling (0: off)"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (1.0: off)"})
-    stop_at_newline: bool = field(default=True, metadata={"help": "end a signal at the first token containing a newline"})
+    max_signal_tokens: int = 32
+    """Max tokens per signal."""
+    temperature: float = 1.0
+    """Sampling temperature (> 0).  Signals are sampled from the tempered full softmax and scored with the
+    same distribution (there is no top-k/top-p: see the module docstring, "On-policy sampling")."""
+    stop_at_newline: bool = True
+    """End a signal at the first token containing a newline."""
     # --- PPO
-    num_iterations: int = field(default=100, metadata={"help": "PPO iterations (one rollout batch each)"})
-    batch_size: int = field(default=64, metadata={"help": "signals per iteration (one Receiver batch call)"})
-    num_minibatches: int = field(default=4, metadata={"help": "minibatches per PPO epoch"})
-    micro_batch_size: int | None = field(default=None, metadata={
-        "help": "rows per forward/backward (gradient accumulation inside a minibatch; default: the minibatch)"})
-    forward_batch_size: int = field(default=32, metadata={"help": "rows per no-grad scoring forward in the rollout"})
-    logprob_chunk_size: int = field(default=32, metadata={"help": "signal tokens per logits chunk"})
-    update_epochs: int = field(default=4, metadata={"help": "PPO epochs per iteration"})
-    learning_rate: float = field(default=1e-5, metadata={"help": "Adam learning rate"})
-    anneal_lr: bool = field(default=False, metadata={"help": "linearly anneal the learning rate to 0"})
-    gamma: float = field(default=1.0, metadata={"help": "discount over signal tokens"})
-    gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda"})
-    norm_adv: bool = field(default=True, metadata={"help": "whiten advantages over the batch's valid tokens"})
-    clip_coef: float = field(default=0.2, metadata={"help": "surrogate clipping coefficient"})
-    clip_vloss: bool = field(default=True, metadata={"help": "clip the value loss around the rollout values"})
-    vf_clip_coef: float = field(default=0.2, metadata={"help": "value clipping range"})
-    vf_coef: float = field(default=0.1, metadata={"help": "value loss coefficient"})
-    ent_coef: float = field(default=0.0, metadata={"help": "entropy bonus coefficient"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
-    init_kl_coef: float = field(default=0.05, metadata={"help": "initial per-token KL penalty coefficient (beta)"})
-    adaptive_kl: bool = field(default=True, metadata={"help": "adapt beta towards target_kl (Ziegler et al. 2019)"})
-    target_kl: float = field(default=6.0, metadata={"help": "target KL per signal (nats, summed over tokens)"})
-    kl_horizon: int = field(default=10000, metadata={"help": "horizon of the adaptive KL controller (samples)"})
+    num_iterations: int = 100
+    """PPO iterations (one rollout batch each)."""
+    batch_size: int = 64
+    """Signals per iteration (one Receiver batch call)."""
+    num_minibatches: int = 4
+    """Minibatches per PPO epoch."""
+    micro_batch_size: int | None = None
+    """Rows per forward/backward (gradient accumulation inside a minibatch; default: the minibatch)."""
+    forward_batch_size: int = 32
+    """Rows per no-grad scoring forward in the rollout."""
+    logprob_chunk_size: int = 32
+    """Signal tokens per logits chunk."""
+    update_epochs: int = 4
+    """PPO epochs per iteration."""
+    learning_rate: float = 1e-5
+    """Adam learning rate."""
+    anneal_lr: bool = False
+    """Linearly anneal the learning rate to 0."""
+    gamma: float = 1.0
+    """Discount over signal tokens."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    norm_adv: bool = True
+    """Whiten advantages over the batch's valid tokens."""
+    clip_coef: float = 0.2
+    """Surrogate clipping coefficient."""
+    clip_vloss: bool = True
+    """Clip the value loss around the rollout values."""
+    vf_clip_coef: float = 0.2
+    """Value clipping range."""
+    vf_coef: float = 0.1
+    """Value loss coefficient."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    init_kl_coef: float = 0.05
+    """Initial per-token KL penalty coefficient (beta)."""
+    adaptive_kl: bool = True
+    """Adapt beta towards target_kl (Ziegler et al. 2019)."""
+    target_kl: float = 6.0
+    """Target KL per signal (nats, summed over tokens)."""
+    kl_horizon: int = 10000
+    """Horizon of the adaptive KL controller (samples)."""
 
     @property
     def minibatch_size(self) -> int:
@@ -197,34 +263,12 @@ class Args:
             raise ConfigError(f"micro_batch_size ({micro}) must divide the minibatch size ({self.minibatch_size})")
 
 
-def _field_type(tp: Any) -> tuple[type, bool]:
-    """(base type, optional?) of a dataclass annotation like ``int | None``."""
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
-        (base,) = [a for a in args if a is not type(None)]
-        return base, True
-    return tp, False
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """An argparse parser generated from :class:`Args` (help texts from the fields' metadata)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    hints = typing.get_type_hints(Args)
-    for f in dataclasses.fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        base, optional = _field_type(hints[f.name])
-        help_ = f.metadata.get("help", "")
-        if base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
-        else:
-            conv = (lambda s, b=base: None if s.lower() == "none" else b(s)) if optional else base
-            parser.add_argument(flag, type=conv, default=f.default, help=help_, metavar=base.__name__.upper())
-    return parser
-
-
 def parse_args(argv: Sequence[str] | None = None) -> Args:
-    return Args(**vars(build_parser().parse_args(argv)))
+    """:class:`Args` from the command line with ``tyro`` (``--kebab-case`` flags; ``--help`` shows the
+    fields' docstrings; booleans are ``--flag/--no-flag``; optional values take ``None``)."""
+    import tyro
+
+    return tyro.cli(Args, args=argv, description=__doc__.split("\n")[0])
 
 
 # ----------------------------------------------------------------------------- policy
@@ -432,15 +476,31 @@ def stop_token_ids(tokenizer: Any, stop_at_newline: bool = True) -> list[int]:
     return sorted(ids)
 
 
+def signal_text(tokenizer: Any, token_ids: Sequence[int], stop_at_newline: bool) -> str:
+    """The signal the Receiver sees for these Advisor tokens: decoded, cut at the first newline
+    (with ``stop_at_newline``), stripped."""
+    text = tokenizer.decode(list(token_ids), skip_special_tokens=True)
+    if stop_at_newline:
+        text = text.split("\n", 1)[0]
+    return text.strip()
+
+
 def generate_signals(lm: nn.Module, tokenizer: Any, prompts: Sequence[str], args: Args,
-                     stop_ids: Sequence[int], device: torch.device) -> dict[str, Any]:
+                     stop_ids: Sequence[int], device: torch.device,
+                     max_chars: int | None = None) -> dict[str, Any]:
     """Sample one signal per prompt with ``lm.generate`` (left-padded batch).
+
+    Sampling uses the tempered full softmax only (see "On-policy sampling" in
+    the module docstring).  A signal longer than ``max_chars`` characters is
+    cut in tokens: only the longest prefix of tokens whose :func:`signal_text`
+    fits is kept (and at least one token, whose text is then cut to
+    ``max_chars``), so the credited tokens are the ones the Receiver sees.
 
     Returns:
         dict with ``query`` / ``query_mask`` ``[B, Q]``, ``response`` /
         ``response_mask`` ``[B, R]`` (the mask keeps the tokens up to and
-        including the first stop token) and ``signals`` (decoded text, cut at
-        the first newline when ``stop_at_newline``, stripped).
+        including the first stop token, minus any cut by ``max_chars``) and
+        ``signals`` (:func:`signal_text` of exactly the kept tokens).
     """
     from transformers import GenerationConfig
 
@@ -448,7 +508,7 @@ def generate_signals(lm: nn.Module, tokenizer: Any, prompts: Sequence[str], args
     padded = tokenizer.pad({"input_ids": encoded}, padding=True, padding_side="left", return_tensors="pt")
     query, query_mask = padded["input_ids"].to(device), padded["attention_mask"].to(device)
     config = GenerationConfig(
-        do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        do_sample=True, temperature=args.temperature, top_k=0, top_p=1.0,  # the tempered full softmax only
         max_new_tokens=args.max_signal_tokens, eos_token_id=list(stop_ids), pad_token_id=tokenizer.pad_token_id,
     )
     with torch.inference_mode(), _autocast(device, args.bf16):
@@ -457,14 +517,17 @@ def generate_signals(lm: nn.Module, tokenizer: Any, prompts: Sequence[str], args
     is_stop = torch.isin(response, torch.tensor(list(stop_ids), device=device))
     # length = index of the first stop token + 1 (or the whole response)
     first = torch.where(is_stop.any(1), is_stop.float().argmax(1) + 1, torch.full_like(is_stop[:, 0], response.shape[1], dtype=torch.long))
-    response_mask = (torch.arange(response.shape[1], device=device)[None] < first[:, None]).long()
-    response = response.masked_fill(response_mask == 0, tokenizer.pad_token_id)
-    signals = []
+    signals, lengths = [], []
     for row, n in zip(response.tolist(), first.tolist()):
-        text = tokenizer.decode(row[:n], skip_special_tokens=True)
-        if args.stop_at_newline:
-            text = text.split("\n", 1)[0]
-        signals.append(text.strip())
+        text = signal_text(tokenizer, row[:n], args.stop_at_newline)
+        while max_chars is not None and len(text) > max_chars and n > 1:  # cut in tokens, not characters
+            n -= 1
+            text = signal_text(tokenizer, row[:n], args.stop_at_newline)
+        signals.append(text[:max_chars] if max_chars is not None else text)
+        lengths.append(n)
+    kept = torch.tensor(lengths, device=device)
+    response_mask = (torch.arange(response.shape[1], device=device)[None] < kept[:, None]).long()
+    response = response.masked_fill(response_mask == 0, tokenizer.pad_token_id)
     return {"query": query, "query_mask": query_mask, "response": response, "response_mask": response_mask,
             "signals": signals}
 
@@ -495,8 +558,8 @@ def rollout(env: gym.Env, actor_critic: ActorCritic, ref_lm: nn.Module, tokenize
 
     sync(device)
     t0 = time.perf_counter()
-    batch = generate_signals(actor_critic.lm, tokenizer, prompts, args, stop_ids, device)
-    signals = [s[:max_chars] if max_chars else s for s in batch["signals"]]
+    batch = generate_signals(actor_critic.lm, tokenizer, prompts, args, stop_ids, device, max_chars=max_chars)
+    signals = batch.pop("signals")
     sync(device)
     t1 = time.perf_counter()
     # One batched Receiver call; a failure raises ReceiverError (PPO never scores it 0).
@@ -565,6 +628,43 @@ def compute_advantages(batch: dict[str, Any], kl_coef: float, gamma: float, lam:
             "kl": kl.sum(1).mean(), "non_score_reward": rewards.sum(1).mean() - batch["scores"].mean()}
 
 
+def ppo_loss(new_logprobs: torch.Tensor, new_values: torch.Tensor, entropy: torch.Tensor,
+             old_logprobs: torch.Tensor, old_values: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor,
+             mask: torch.Tensor, args: Args) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's loss on one micro-batch of tokens (all ``[B, T]``; ``mask`` marks the credited tokens).
+
+    ``loss = policy + vf_coef * value - ent_coef * entropy``, each a mean over
+    the credited tokens: the clipped surrogate
+    ``max(-A r, -A clip(r, 1 - clip_coef, 1 + clip_coef))`` with
+    ``r = exp(new_logprob - old_logprob)``; the value loss
+    ``0.5 (V - R)^2``, with ``clip_vloss`` ``0.5 max((V - R)^2, (V_clip - R)^2)``
+    where ``V_clip = V_old + clip(V - V_old, -vf_clip_coef, vf_clip_coef)``.
+
+    Returns:
+        ``(loss, parts)``; ``parts`` holds the detached ``policy``, ``value``,
+        ``entropy``, ``approx_kl`` (``mean((r - 1) - log r)``), ``clipfrac``
+        and ``ratio`` (mean ``r``).
+    """
+    logratio = (new_logprobs - old_logprobs) * mask
+    ratio = logratio.exp()
+    a = advantages
+    pg_loss = masked_mean(torch.max(-a * ratio, -a * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)), mask)
+    v_loss_unclipped = (new_values - returns) ** 2
+    if args.clip_vloss:
+        v_clipped = old_values + (new_values - old_values).clamp(-args.vf_clip_coef, args.vf_clip_coef)
+        v_loss = 0.5 * masked_mean(torch.max(v_loss_unclipped, (v_clipped - returns) ** 2), mask)
+    else:
+        v_loss = 0.5 * masked_mean(v_loss_unclipped, mask)
+    ent = masked_mean(entropy, mask)
+    loss = pg_loss + args.vf_coef * v_loss - args.ent_coef * ent
+    with torch.no_grad():
+        parts = {"policy": pg_loss.detach(), "value": v_loss.detach(), "entropy": ent.detach(),
+                 "approx_kl": masked_mean((ratio - 1) - logratio, mask),
+                 "clipfrac": masked_mean(((ratio - 1).abs() > args.clip_coef).to(ratio.dtype), mask),
+                 "ratio": masked_mean(ratio, mask)}
+    return loss, parts
+
+
 def ppo_update(actor_critic: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str, Any], args: Args,
                kl_coef: float, device: torch.device) -> dict[str, float]:
     """Rewards + GAE for ``batch``, then ``update_epochs`` epochs of clipped PPO over its minibatches."""
@@ -586,28 +686,11 @@ def ppo_update(actor_critic: ActorCritic, optimizer: torch.optim.Optimizer, batc
                         batch["response"][idx], batch["response_mask"][idx], temperature=args.temperature,
                         chunk_size=args.logprob_chunk_size, with_values=True, with_entropy=True,
                         entropy_grad=args.ent_coef != 0)
-                old_lp, old_v = batch["logprobs"][idx], batch["values"][idx]
-                a, ret = adv["advantages"][idx], adv["returns"][idx]
-                logratio = (new_lp - old_lp) * mask
-                ratio = logratio.exp()
-                pg_loss = masked_mean(torch.max(-a * ratio, -a * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)),
-                                      mask)
-                v_loss_unclipped = (new_v - ret) ** 2
-                if args.clip_vloss:
-                    v_clipped = old_v + (new_v - old_v).clamp(-args.vf_clip_coef, args.vf_clip_coef)
-                    v_loss = 0.5 * masked_mean(torch.max(v_loss_unclipped, (v_clipped - ret) ** 2), mask)
-                else:
-                    v_loss = 0.5 * masked_mean(v_loss_unclipped, mask)
-                ent = masked_mean(entropy, mask)
-                loss = pg_loss + args.vf_coef * v_loss - args.ent_coef * ent
+                loss, parts = ppo_loss(new_lp, new_v, entropy, batch["logprobs"][idx], batch["values"][idx],
+                                       adv["advantages"][idx], adv["returns"][idx], mask, args)
                 (loss * (len(idx) / mb)).backward()
-                with torch.no_grad():
-                    stats["policy"].append(pg_loss.item())
-                    stats["value"].append(v_loss.item())
-                    stats["entropy"].append(ent.item())
-                    stats["approx_kl"].append(masked_mean((ratio - 1) - logratio, mask).item())
-                    stats["clipfrac"].append(masked_mean(((ratio - 1).abs() > args.clip_coef).float(), mask).item())
-                    stats["ratio"].append(masked_mean(ratio, mask).item())
+                for k, v in parts.items():
+                    stats[k].append(v.item())
             nn.utils.clip_grad_norm_(actor_critic.parameters(), args.max_grad_norm)
             optimizer.step()
     out = {k: float(np.mean(v)) for k, v in stats.items()}
@@ -617,64 +700,92 @@ def ppo_update(actor_critic: ActorCritic, optimizer: torch.optim.Optimizer, batc
 
 # ----------------------------------------------------------------------------- checkpoints
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The python / numpy / torch (CPU, CUDA) global RNG states as tensors and plain Python types only
+    (lists, ints, floats, strings), so that ``torch.load(weights_only=True)`` can read them back."""
+    version, internal, gauss_next = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+        "numpy": {"bit_generator": np_state["bit_generator"], "key": np_state["state"]["key"].tolist(),
+                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                  "gauss": float(np_state["gauss"])},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restore the states :func:`rng_state` returned."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))
+    npy = state["numpy"]
+    np.random.set_state({"bit_generator": npy["bit_generator"],
+                         "state": {"key": np.asarray(npy["key"], dtype=np.uint32), "pos": npy["pos"]},
+                         "has_gauss": npy["has_gauss"], "gauss": npy["gauss"]})
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file in the same folder, then ``os.replace`` (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_checkpoint(save_dir: Path, iteration: int, actor_critic: ActorCritic, ref_lm: nn.Module,
                     optimizer: torch.optim.Optimizer, kl_ctl: KLController, env: gym.Env, args: Args) -> Path:
-    """Write ``checkpoint.pt`` atomically (and ``ref.pt`` once)."""
+    """Write ``checkpoint.pt`` atomically (and ``ref.pt`` once); only tensors and plain Python types."""
     ref_path = save_dir / "ref.pt"
     if not ref_path.exists():
-        atomic_save(ref_lm.state_dict(), ref_path)
+        with atomic_path(ref_path) as tmp:
+            torch.save(ref_lm.state_dict(), tmp)
     path = save_dir / "checkpoint.pt"
-    atomic_save({
-        "iteration": iteration,
-        "policy": actor_critic.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "kl_controller": kl_ctl.state_dict(),
-        "rng": rng_state(),
-        "env_rng": env.unwrapped.np_random.bit_generator.state,
-        "args": dataclasses.asdict(args),
-    }, path)
+    with atomic_path(path) as tmp:
+        torch.save({
+            "iteration": iteration,
+            "policy": actor_critic.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "kl_controller": kl_ctl.state_dict(),
+            "rng": rng_state(),
+            "env_rng": env.unwrapped.np_random.bit_generator.state,  # a dict of str and int
+            "args": dataclasses.asdict(args),
+        }, tmp)
     return path
 
 
+def safe_load(path: Path, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain Python types only.
+
+    Raises:
+        ConfigError: The file holds anything else (e.g. a pickled object,
+            whose code is never run) or cannot be read.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\n\n|$)", str(exc), re.S)
+        reason = " ".join((found.group(1) if found else str(exc).splitlines()[0]).split())
+        raise ConfigError(
+            f"refusing to load checkpoint {path}: it holds something other than tensors and plain Python types "
+            f"({reason}). ppo_text.py never writes such a file, so it is damaged or crafted; nothing in it was "
+            f"run. Delete it, or resume from a checkpoint you wrote.") from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ConfigError(f"cannot read checkpoint {path}: {exc}. Delete it to start afresh.") from exc
+
+
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
-    # weights_only=False: the file holds RNG states (numpy arrays, tuples) written by this script.
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """Read ``checkpoint.pt`` with :func:`safe_load` and check it has every part a resume needs.
+
+    Raises:
+        ConfigError: The file holds anything but tensors and plain Python
+            types (nothing in it is run), cannot be read, or lacks a part.
+    """
+    ckpt = safe_load(path, map_location)
+    needed = {"iteration", "policy", "optimizer", "kl_controller", "rng", "env_rng"}
+    if not isinstance(ckpt, dict) or not needed <= ckpt.keys():
+        missing = sorted(needed - (ckpt.keys() if isinstance(ckpt, dict) else set()))
+        raise ConfigError(f"{path} is not a ppo_text.py checkpoint (missing {missing}); delete it to start afresh")
+    return ckpt
 
 
 # ----------------------------------------------------------------------------- training
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = deterministic
-
-
 def make_env(args: Args) -> gym.Env:
     """The text-signal env named by ``args`` (Receiver built from the spec string)."""
     kwargs: dict[str, Any] = dict(signals="text", split=args.split, receiver=args.receiver)
@@ -705,7 +816,8 @@ def train(args: Args, *, env: gym.Env | None = None, actor_critic: ActorCritic |
 
     args.validate()
     device = resolve_device(args.device)
-    seed_everything(args.seed, args.torch_deterministic)
+    seed_everything(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
     save_dir = args.resolved_save_dir()
     ckpt_path = save_dir / "checkpoint.pt"
 
@@ -722,7 +834,7 @@ def train(args: Args, *, env: gym.Env | None = None, actor_critic: ActorCritic |
     if ref_lm is None:
         ref_lm = make_reference(actor_critic)
         if args.resume and (save_dir / "ref.pt").exists():
-            ref_lm.load_state_dict(torch.load(save_dir / "ref.pt", map_location="cpu", weights_only=True))
+            ref_lm.load_state_dict(safe_load(save_dir / "ref.pt"))
     ref_lm.to(device).eval().requires_grad_(False)
     optimizer = torch.optim.Adam(actor_critic.parameters(), lr=args.learning_rate, eps=1e-5)
     kl_ctl = KLController(args.init_kl_coef, args.target_kl if args.adaptive_kl else None, args.kl_horizon)

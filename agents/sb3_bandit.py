@@ -27,14 +27,13 @@ Run (offline, seconds):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -44,8 +43,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `agents.*` importable when run as a script
 
 import bpa_gym  # noqa: E402  (registers the envs)
-from bpa_gym.errors import ConfigError, OracleUnavailableError  # noqa: E402
-from bpa_gym.common import resolve_device  # noqa: E402
+from bpa_gym import ConfigError, OracleUnavailableError  # noqa: E402
+from bpa_gym.common import resolve_device, seed_everything  # noqa: E402
 from bpa_gym.wrappers import RegretWrapper, TokenIdsObservation  # noqa: E402
 
 from agents.bandits import UCB1, Exp3, LinUCB, ThompsonSampling, run_bandit  # noqa: E402
@@ -55,31 +54,52 @@ DEFAULT_TOKENIZER = str(Path(__file__).resolve().parents[2] / "shared" / "models
 
 @dataclass
 class Args:
-    algo: str = field(default="ppo", metadata={"help": "ppo | a2c (SB3, GPT-2 policy) | ucb1 | thompson | exp3 | linucb"})
-    env: str = field(default="BayesPersuasion-Identity-v0", metadata={"help": "env id with discrete signals"})
-    receiver: str | None = field(default=None, metadata={"help": "Receiver spec (default: the env's own)"})
-    receiver_max_new_tokens: int | None = field(default=None, metadata={
-        "help": "generation budget of a spec-built Receiver (e.g. 64 for quick runs)"})
-    data_dir: str | None = field(default=None, metadata={"help": "folder holding gsm8k/ (GSM8K env)"})
-    subset_size: int | None = field(default=None, metadata={"help": "use the first N items of the split"})
-    oracle_table: str | None = field(default=None, metadata={"help": "oracle table .npz for regret on LLM envs"})
-    total_steps: int = field(default=3000, metadata={"help": "training steps (= episodes = Receiver calls)"})
-    eval_steps: int = field(default=256, metadata={"help": "greedy evaluation steps after training"})
-    seed: int = field(default=0, metadata={"help": "seed of the env, the agent and torch"})
-    tokenizer: str = field(default=DEFAULT_TOKENIZER, metadata={"help": "tokenizer hub id or folder (GPT-2's)"})
-    extractor: str = field(default="random:tiny", metadata={
-        "help": "GPT-2 features extractor: hub id / folder with weights, or random:tiny | random:<config folder>"})
-    trainable_extractor: bool = field(default=False, metadata={"help": "fine-tune the GPT-2 extractor too"})
-    pooling: str = field(default="meanmax", metadata={
-        "help": "how token states become features: mean | max | meanmax (both, concatenated)"})
-    max_length: int = field(default=64, metadata={"help": "token ids per observation"})
-    n_steps: int = field(default=64, metadata={"help": "SB3 rollout length per update"})
-    batch_size: int = field(default=64, metadata={"help": "SB3 minibatch size (PPO)"})
-    learning_rate: float = field(default=3e-3, metadata={"help": "SB3 learning rate"})
-    ent_coef: float = field(default=0.0, metadata={"help": "SB3 entropy bonus"})
-    device: str = field(default="auto", metadata={"help": "auto (CUDA when present) | cpu | cuda"})
-    log_dir: str | None = field(default=None, metadata={"help": "TensorBoard folder (regret + SB3 logs)"})
-    out: str | None = field(default=None, metadata={"help": "write the summary as JSON here"})
+    """Every setting of a run; each field is one ``--kebab-case`` flag of the command line."""
+
+    algo: Literal["ppo", "a2c", "ucb1", "thompson", "exp3", "linucb"] = "ppo"
+    """The Advisor: ppo | a2c (SB3, GPT-2 policy) | ucb1 | thompson | exp3 | linucb (classical bandits)."""
+    env: str = "BayesPersuasion-Identity-v0"
+    """Env id with discrete signals."""
+    receiver: str | None = None
+    """Receiver spec (default: the env's own)."""
+    receiver_max_new_tokens: int | None = None
+    """Generation budget of a spec-built Receiver (e.g. 64 for quick runs)."""
+    data_dir: str | None = None
+    """Folder holding gsm8k/ (GSM8K env)."""
+    subset_size: int | None = None
+    """Use the first N items of the split."""
+    oracle_table: str | None = None
+    """Oracle table .npz for regret on LLM envs."""
+    total_steps: int = 3000
+    """Training steps (= episodes = Receiver calls)."""
+    eval_steps: int = 256
+    """Greedy evaluation steps after training."""
+    seed: int = 0
+    """Seed of the env, the agent and torch."""
+    tokenizer: str = DEFAULT_TOKENIZER
+    """Tokenizer hub id or folder (GPT-2's)."""
+    extractor: str = "random:tiny"
+    """GPT-2 features extractor: hub id / folder with weights, or random:tiny | random:<config folder>."""
+    trainable_extractor: bool = False
+    """Fine-tune the GPT-2 extractor too."""
+    pooling: Literal["mean", "max", "meanmax"] = "meanmax"
+    """How token states become features: mean | max | meanmax (both, concatenated)."""
+    max_length: int = 64
+    """Token ids per observation."""
+    n_steps: int = 64
+    """SB3 rollout length per update."""
+    batch_size: int = 64
+    """SB3 minibatch size (PPO)."""
+    learning_rate: float = 3e-3
+    """SB3 learning rate."""
+    ent_coef: float = 0.0
+    """SB3 entropy bonus."""
+    device: str = "auto"
+    """'auto' (CUDA when present) | 'cpu' | 'cuda'."""
+    log_dir: str | None = None
+    """TensorBoard folder (regret + SB3 logs)."""
+    out: str | None = None
+    """Write the summary as JSON here."""
 
 
 def make_gpt2_extractor_class():
@@ -87,7 +107,17 @@ def make_gpt2_extractor_class():
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
     class _GPT2FeaturesExtractor(BaseFeaturesExtractor):
-        """GPT-2 over token-id observations, mean-pooled over non-pad positions."""
+        """GPT-2 over token-id observations, pooled over non-pad positions.
+
+        Dropout is off (every dropout probability of the GPT-2 config is 0):
+        SB3 rolls out in eval mode and trains in train mode, so a dropout
+        extractor would score the rollout's actions with a different,
+        noisier network than the one that chose them (biased PPO ratios,
+        A2C gradients of the wrong policy), and a frozen extractor's cached
+        features would depend on the mode that first computed them.  Without
+        dropout the features are one deterministic function of the ids in
+        both modes.
+        """
 
         def __init__(self, observation_space, model: str = "random:tiny", pad_token_id: int = 50256,
                      trainable: bool = False, vocab_size: int | None = None, pooling: str = "meanmax"):
@@ -139,15 +169,29 @@ def make_gpt2_extractor_class():
     return _GPT2FeaturesExtractor
 
 
+#: GPT-2's dropout probabilities, all 0 for the features extractor (see its docstring).
+NO_DROPOUT = dict(embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
+
+
 def load_gpt2_backbone(spec: str, vocab_size: int | None = None) -> nn.Module:
-    """A GPT-2 body: ``random:tiny``, ``random:<config folder or hub id>``, or pretrained weights."""
+    """A GPT-2 body without dropout: ``random:tiny``, ``random:<config folder or hub id>``, or pretrained weights.
+
+    Every dropout probability is set to 0 (:data:`NO_DROPOUT`), whatever the
+    config says, so the body computes the same features in train and eval mode.
+    """
     from transformers import AutoConfig, GPT2Config, GPT2Model
 
     if spec == "random:tiny":
-        return GPT2Model(GPT2Config(n_layer=2, n_head=2, n_embd=64, n_positions=512, vocab_size=vocab_size or 50257))
-    if spec.startswith("random:"):
-        return GPT2Model(AutoConfig.from_pretrained(spec.split(":", 1)[1]))
-    return GPT2Model.from_pretrained(spec)
+        body = GPT2Model(GPT2Config(n_layer=2, n_head=2, n_embd=64, n_positions=512, vocab_size=vocab_size or 50257,
+                                    **NO_DROPOUT))
+    elif spec.startswith("random:"):
+        body = GPT2Model(AutoConfig.from_pretrained(spec.split(":", 1)[1], **NO_DROPOUT))
+    else:
+        body = GPT2Model.from_pretrained(spec, **NO_DROPOUT)
+    leftover = [name for name, m in body.named_modules() if isinstance(m, nn.Dropout) and m.p > 0]
+    if leftover:  # pragma: no cover - only for a config with dropout fields GPT-2's do not name
+        raise ConfigError(f"extractor {spec!r} still has dropout in {leftover[:3]}; use a GPT-2 config")
+    return body
 
 
 def hashed_bow(text: str, dim: int = 64) -> np.ndarray:
@@ -233,8 +277,7 @@ def make_classical(args: Args, n_actions: int):
 
 def train(args: Args) -> dict[str, Any]:
     """Train one Advisor, evaluate it greedily, return a summary dict."""
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
+    seed_everything(args.seed)
     device = str(resolve_device(args.device))
     sb3 = args.algo in ("ppo", "a2c")
     env = with_regret(make_env(args, tokenized=sb3), args.log_dir)
@@ -274,17 +317,10 @@ def train(args: Args) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
-        else:
-            typ = {"int": int, "float": float}.get(str(f.type), str)
-            if "None" in str(f.type):
-                typ = {"int | None": int}.get(str(f.type), str)
-            p.add_argument(flag, type=typ, default=f.default, help=f.metadata["help"])
-    return Args(**vars(p.parse_args(argv)))
+    """:class:`Args` from the command line with ``tyro`` (``--help`` shows the fields' docstrings)."""
+    import tyro
+
+    return tyro.cli(Args, args=argv, description=__doc__.split("\n\n")[0])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

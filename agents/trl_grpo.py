@@ -33,25 +33,23 @@ are saved to ``<output_dir>/init_policy`` first and loaded from there: with
 *same* initial weights.  A resumed run reuses that folder.
 """
 
-import argparse
 import dataclasses
 import os
 import shutil
 import sys
-import tempfile
 import time
-import typing
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
 
 import gymnasium as gym
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 import bpa_gym  # noqa: F401  (registers the environments)
-from bpa_gym.errors import ConfigError
+from bpa_gym import ConfigError
+from bpa_gym.common import atomic_path, seed_everything
 from bpa_gym.integrations.trl import DEFAULT_TEMPLATE, advisor_dataset, make_reward_fn
 
 #: Random-init GPT-2 presets for ``--policy random:<preset>`` (vocab size comes from the tokenizer).
@@ -63,71 +61,87 @@ RANDOM_PRESETS: dict[str, dict[str, int]] = {
 
 @dataclass
 class Args:
-    exp_name: str = field(default=os.path.basename(__file__)[: -len(".py")], metadata={"help": "name of this experiment"})
-    seed: int = field(default=1, metadata={"help": "seed of the experiment (torch, numpy, random, TRL)"})
-    algo: str = field(default="grpo", metadata={"help": "RL algorithm: 'grpo' (GRPOTrainer) or 'rloo' (RLOOTrainer)"})
-    cuda: bool = field(default=True, metadata={"help": "use CUDA when it is available (otherwise the CPU)"})
-    bf16: bool = field(default=False, metadata={"help": "train in bfloat16 mixed precision"})
-    track: bool = field(default=True, metadata={"help": "log to TensorBoard"})
+    """Every setting of a run; each field is one ``--kebab-case`` flag of the command line."""
+
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """Name of this experiment."""
+    seed: int = 1
+    """Seed of the experiment (torch, numpy, random, TRL)."""
+    algo: Literal["grpo", "rloo"] = "grpo"
+    """RL algorithm: 'grpo' (GRPOTrainer) or 'rloo' (RLOOTrainer)."""
+    cuda: bool = True
+    """Use CUDA when it is available (otherwise the CPU)."""
+    bf16: bool = False
+    """Train in bfloat16 mixed precision."""
+    track: bool = True
+    """Log to TensorBoard."""
 
     # Environment
-    env_id: str = field(default="BayesPersuasion-GSM8K-v0", metadata={"help": "bpa_gym env id (made with signals='text')"})
-    data_dir: Optional[str] = field(default=None, metadata={"help": "folder holding gsm8k/ (default: $BPA_DATA_DIR, then the hub)"})
-    split: str = field(default="train", metadata={"help": "dataset split the Advisor trains on"})
-    subset_size: Optional[int] = field(default=256, metadata={"help": "use only the first N items of the split"})
-    receiver: str = field(default="smollm2", metadata={"help": "Receiver spec: 'smollm2', 'hf:<id>', 'openai:<model>@<url>'"})
-    receiver_max_new_tokens: int = field(default=256, metadata={"help": "tokens the Receiver may generate per answer"})
+    env_id: str = "BayesPersuasion-GSM8K-v0"
+    """bpa_gym env id (made with signals='text')."""
+    data_dir: str | None = None
+    """Folder holding gsm8k/ (default: $BPA_DATA_DIR, then the hub)."""
+    split: str = "train"
+    """Dataset split the Advisor trains on."""
+    subset_size: int | None = 256
+    """Use only the first N items of the split."""
+    receiver: str = "smollm2"
+    """Receiver spec: 'smollm2', 'hf:<id>', 'openai:<model>@<url>'."""
+    receiver_max_new_tokens: int = 256
+    """Tokens the Receiver may generate per answer."""
 
     # Policy (the Advisor)
-    policy: str = field(default="gpt2", metadata={"help": "hub id, local folder, or 'random:tiny' / 'random:small' / 'random:<config folder>'"})
-    tokenizer: Optional[str] = field(default=None, metadata={"help": "tokenizer id/folder (default: the policy's; required for random:)"})
-    prompt_template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "Advisor prompt; fields {question} and {item_id}"})
+    policy: str = "gpt2"
+    """Hub id, local folder, or 'random:tiny' / 'random:small' / 'random:<config folder>'."""
+    tokenizer: str | None = None
+    """Tokenizer id/folder (default: the policy's; required for random:)."""
+    prompt_template: str = DEFAULT_TEMPLATE
+    """Advisor prompt; fields {question} and {item_id}."""
 
     # Algorithm
-    total_steps: int = field(default=200, metadata={"help": "optimizer steps (TRL max_steps)"})
-    learning_rate: float = field(default=1e-5, metadata={"help": "learning rate of the Adam optimizer"})
-    per_device_train_batch_size: int = field(default=8, metadata={"help": "completions per device per micro-batch"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    num_generations: int = field(default=4, metadata={"help": "signals sampled per item (the GRPO/RLOO group size)"})
-    max_completion_length: int = field(default=48, metadata={"help": "longest signal, in Advisor tokens"})
-    temperature: float = field(default=1.0, metadata={"help": "Advisor sampling temperature"})
-    beta: float = field(default=0.0, metadata={"help": "KL coefficient to the initial policy (0 = no reference model)"})
-    activation_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward (TRL's default is on; off is faster for small Advisors)"})
+    total_steps: int = 200
+    """Optimizer steps (TRL max_steps)."""
+    learning_rate: float = 1e-5
+    """Learning rate of the Adam optimizer."""
+    per_device_train_batch_size: int = 8
+    """Completions per device per micro-batch."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches per optimizer step."""
+    num_generations: int = 4
+    """Signals sampled per item (the GRPO/RLOO group size)."""
+    max_completion_length: int = 48
+    """Longest signal, in Advisor tokens."""
+    temperature: float = 1.0
+    """Advisor sampling temperature."""
+    beta: float = 0.0
+    """KL coefficient to the initial policy (0 = no reference model)."""
+    activation_checkpointing: bool = False
+    """Recompute activations in backward (TRL's default is on; off is faster for small Advisors)."""
 
     # Logging and checkpoints
-    output_dir: Optional[str] = field(default=None, metadata={"help": "run folder (default: runs/<exp_name>__<algo>__<seed>)"})
-    logging_dir: Optional[str] = field(default=None, metadata={"help": "TensorBoard folder (default: <output_dir>/tb)"})
-    logging_steps: int = field(default=1, metadata={"help": "log every N optimizer steps"})
-    save_steps: int = field(default=50, metadata={"help": "checkpoint every N optimizer steps"})
-    save_total_limit: Optional[int] = field(default=2, metadata={"help": "keep at most N checkpoints"})
-    resume: str = field(default="", metadata={"help": "'' (fresh), 'latest' (last checkpoint, must exist), 'auto' (latest if any), or a checkpoint path"})
-    log_completions: bool = field(default=False, metadata={"help": "print sample signals and rewards at each log"})
+    output_dir: str | None = None
+    """Run folder (default: runs/<exp_name>__<algo>__<seed>)."""
+    logging_dir: str | None = None
+    """TensorBoard folder (default: <output_dir>/tb)."""
+    logging_steps: int = 1
+    """Log every N optimizer steps."""
+    save_steps: int = 50
+    """Checkpoint every N optimizer steps."""
+    save_total_limit: int | None = 2
+    """Keep at most N checkpoints."""
+    resume: str = ""
+    """'' (fresh), 'latest' (last checkpoint, must exist), 'auto' (latest if any), or a checkpoint path."""
+    log_completions: bool = False
+    """Print sample signals and rewards at each log."""
 
 
-# ------------------------------------------------------------------ argparse
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    if typing.get_origin(tp) is typing.Union:
-        rest = [a for a in typing.get_args(tp) if a is not type(None)]
-        return rest[0], True
-    return tp, False
+# ------------------------------------------------------------------ command line
+def parse_args(argv: list[str] | None = None) -> Args:
+    """:class:`Args` from the command line with ``tyro``: one ``--kebab-case`` flag per field, the field's
+    docstring as its ``--help`` text (booleans are ``--flag/--no-flag``; optional values take ``None``)."""
+    import tyro
 
-
-def parse_args(argv: Optional[list[str]] = None) -> Args:
-    """Args from the command line: one ``--kebab-case`` flag per :class:`Args` field."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    hints = typing.get_type_hints(Args)
-    for f in dataclasses.fields(Args):
-        tp, optional = _unwrap_optional(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
-        help_ = f.metadata.get("help", "")
-        if tp is bool:
-            parser.add_argument(flag, dest=f.name, default=f.default, action=argparse.BooleanOptionalAction, help=help_)
-        else:
-            conv = tp
-            if optional:
-                conv = lambda s, _t=tp: None if s.lower() in ("", "none") else _t(s)  # noqa: E731
-            parser.add_argument(flag, dest=f.name, default=f.default, type=conv, help=help_, metavar=tp.__name__.upper())
-    return Args(**vars(parser.parse_args(argv)))
+    return tyro.cli(Args, args=argv, description=__doc__.split("\n\n")[0])
 
 
 # ---------------------------------------------------------------------- setup
@@ -183,16 +197,11 @@ def build_policy(args: Args, tokenizer, out_dir: str) -> str:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     # Written to a temp folder and renamed into place: a killed run never leaves a half-written init_policy
     # that a resumed run would take for the real one.
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".init_policy.tmp-", dir=out_dir)
-    try:
+    if os.path.isdir(init_dir):  # an incomplete folder (no config.json) from an older run
+        shutil.rmtree(init_dir)
+    with atomic_path(init_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if os.path.isdir(init_dir):  # an incomplete folder (no config.json) from an older run
-            shutil.rmtree(init_dir)
-        os.replace(tmp, init_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return init_dir
 
 
@@ -266,8 +275,7 @@ def make_trainer(args: Args, env: Any = None):
     else:
         from trl import RLOOConfig as Config, RLOOTrainer as Trainer
 
-    set_seed(args.seed)
-    np.random.seed(args.seed)
+    seed_everything(args.seed)  # TRL's trainer seeds again from config.seed
     out_dir = run_dir(args)
     os.makedirs(out_dir, exist_ok=True)
     logging_dir = args.logging_dir or os.path.join(out_dir, "tb")

@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from agents import ppo_text  # noqa: E402
-from bpa_gym.common import resolve_device  # noqa: E402
+from bpa_gym.common import resolve_device, seed_everything  # noqa: E402
 
 #: Keys of the JSON report (tests check them).
 REPORT_KEYS = ("config", "device", "samples_per_s", "time_s", "share", "peak_gpu_mem_gib",
@@ -147,7 +147,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(threads)
     data_dir = opts.data_dir or (str(SHARED / "data") if (SHARED / "data").is_dir() else None)
     gpt2_dir = str(SHARED / "models" / "gpt2")
-    ppo_text.seed_everything(opts.seed)
+    seed_everything(opts.seed)
 
     args = ppo_text.Args(
         seed=opts.seed, device=str(device), bf16=opts.bf16, progress=False,

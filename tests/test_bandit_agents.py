@@ -38,11 +38,13 @@ def test_example_agent_learns():
     assert regret["t"] == 1500 and regret["ratio"] < 1.0
 
 
-def test_help_lists_documented_fields(capsys):
-    with pytest.raises(SystemExit):
+def test_help_lists_documented_fields(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one help line per flag
+    with pytest.raises(SystemExit) as e:
         sb3_bandit.parse_args(["--help"])
+    assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "--trainable-extractor" in out and "fine-tune the GPT-2 extractor" in out
+    assert "--trainable-extractor" in out and "Fine-tune the GPT-2 extractor" in out  # the field's docstring
 
 
 @pytest.mark.slow
@@ -53,3 +55,56 @@ def test_sb3_smoke_against_smollm2(shared_data_dir, gpt2_dir):
         subset_size=4, total_steps=8, n_steps=4, batch_size=4, eval_steps=2, max_length=128,
         tokenizer=str(gpt2_dir)))
     assert 0.0 <= summary["eval_mean_reward"] <= 1.0 and summary["final_regret"] is None
+
+
+@pytest.mark.parametrize("trainable", [False, True], ids=["frozen", "trainable"])
+def test_gpt2_extractor_features_do_not_depend_on_the_mode(trainable):
+    """SB3 rolls out in eval mode and trains in train mode: the extractor's features must be the same in
+    both (no dropout), and a frozen extractor's cache must not keep whichever mode computed them first."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    extractor = sb3_bandit.make_gpt2_extractor_class()(gym.spaces.Box(0, 50256, (16,), dtype=np.int64),
+                                                       trainable=trainable)
+    assert all(m.p == 0 for m in extractor.modules() if isinstance(m, torch.nn.Dropout))
+    ids = torch.randint(0, 50257, (4, 16)).float()
+    extractor.train()
+    in_train = extractor(ids)  # frozen: computes and caches in train mode
+    extractor.eval()
+    in_eval = extractor(ids)
+    extractor._cache.clear()
+    fresh = extractor(ids)
+    assert torch.equal(in_train, in_eval) and torch.equal(fresh, in_train)
+
+
+def test_sb3_ppo_ratios_are_one_before_any_update(gpt2_dir):
+    """The log-probs SB3 stores at rollout (eval mode) equal those it recomputes in train mode before any
+    gradient step: PPO's first ratios are exactly 1 with a trainable GPT-2 extractor (no dropout bias)."""
+    import torch
+    from stable_baselines3 import PPO
+
+    args = _args(algo="ppo", tokenizer=str(gpt2_dir), trainable_extractor=True)
+    env = sb3_bandit.make_env(args, tokenized=True)
+    model = PPO("MlpPolicy", env, n_steps=16, batch_size=16, seed=0, device="cpu", policy_kwargs=dict(
+        features_extractor_class=sb3_bandit.make_gpt2_extractor_class(),
+        features_extractor_kwargs=dict(trainable=True, vocab_size=len(env.tokenizer), pad_token_id=env.pad_token_id)))
+    _, callback = model._setup_learn(16, callback=None)
+    callback.on_training_start(locals(), globals())
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=16)
+    data = next(model.rollout_buffer.get(16))
+    model.policy.set_training_mode(True)
+    with torch.no_grad():
+        _, log_prob, _ = model.policy.evaluate_actions(data.observations, data.actions.long().flatten())
+    torch.testing.assert_close(log_prob, data.old_log_prob, rtol=0, atol=1e-6)
+
+
+def test_cli_is_tyro(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    args = sb3_bandit.parse_args(["--algo", "linucb", "--trainable-extractor", "--subset-size", "5", "--log-dir", "None"])
+    assert (args.algo, args.trainable_extractor, args.subset_size, args.log_dir) == ("linucb", True, 5, None)
+    assert sb3_bandit.parse_args([]) == sb3_bandit.Args()
+    with pytest.raises(SystemExit) as e:
+        sb3_bandit.parse_args(["--algo", "dqn"])  # a clear usage error listing the choices
+    assert e.value.code != 0 and "linucb" in capsys.readouterr().err

@@ -40,7 +40,7 @@ from agents import ppo_text as P  # noqa: E402
 KEYWORD = " carefully"
 
 
-def make_env(fail: bool = False, subset_size: int = 64):
+def make_env(fail: bool = False, subset_size: int = 64, **env_kwargs):
     """The free-text GSM8K env with the library's keyword test double: it answers "The answer is <gold>."
     iff the signal contains the keyword, else "I don't know."; with ``fail`` every prompt fails."""
     items = GSM8KTask(data_dir=DATA_DIR).load("test")[:subset_size]
@@ -48,7 +48,7 @@ def make_env(fail: bool = False, subset_size: int = 64):
         KEYWORD.strip(), {it.question: f"The answer is {it.gold}." for it in items},
         fail_on=(lambda messages: True) if fail else None, name="keyword-test-double")
     env = gym.make("BayesPersuasion-GSM8K-v0", receiver=receiver, signals="text", data_dir=str(DATA_DIR),
-                   split="test", subset_size=subset_size)
+                   split="test", subset_size=subset_size, **env_kwargs)
     return env, receiver
 
 
@@ -193,16 +193,74 @@ def test_generate_signals_masks_and_newline_stop(tiny):
         assert "\n" not in sig and sig == sig.strip()
 
 
-def test_cli_parser_from_dataclass():
-    parser = P.build_parser()
-    text = parser.format_help()
-    assert "--save-every" in text  # help texts come from the fields' metadata
-    assert "write a checkpoint every N iterations" in text
-    args = P.parse_args(["--no-stop-at-newline", "--subset-size", "5", "--bf16", "--tokenizer", "none",
+def test_cli_is_tyro_with_field_docstrings(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as e:
+        P.parse_args(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "--save-every" in text and "--no-stop-at-newline" in text
+    assert "Write a checkpoint every N iterations" in text  # help texts are the fields' docstrings
+    assert "--top-k" not in text and "--top-p" not in text  # sampling is the tempered full softmax only
+    args = P.parse_args(["--no-stop-at-newline", "--subset-size", "5", "--bf16", "--tokenizer", "None",
                          "--learning-rate", "3e-4", "--receiver", "hf:foo"])
     assert args.stop_at_newline is False and args.subset_size == 5 and args.bf16 is True
     assert args.tokenizer is None and args.learning_rate == 3e-4 and args.receiver == "hf:foo"
     assert P.parse_args([]) == P.Args()
+    with pytest.raises(SystemExit):
+        P.parse_args(["--top-k", "5"])
+
+
+def test_sampling_and_scoring_are_the_same_distribution(tiny, monkeypatch):
+    """The log-probs PPO scores are those of the distribution generate() sampled from (on-policy ratios),
+    even when the model's own generation_config asks for top-k / top-p (as pretrained GPT-2's could)."""
+    ac, tok = tiny
+    monkeypatch.setattr(ac.lm.generation_config, "top_k", 5, raising=False)
+    monkeypatch.setattr(ac.lm.generation_config, "top_p", 0.5, raising=False)
+    captured = {}
+    original = ac.lm.generate
+
+    def generate_with_scores(**kw):
+        out = original(**kw, output_scores=True, return_dict_in_generate=True)
+        captured["scores"] = out.scores  # the processed logits each token was sampled from
+        return out.sequences
+
+    monkeypatch.setattr(ac.lm, "generate", generate_with_scores)
+    args = P.Args(max_signal_tokens=6, device="cpu", temperature=0.7)
+    torch.manual_seed(0)
+    prompts = ["Question: 1+1?\nAdvice:", "Question: a much longer question about apples and pears?\nAdvice:"]
+    out = P.generate_signals(ac.lm, tok, prompts, args, P.stop_token_ids(tok), torch.device("cpu"))
+    with torch.no_grad():
+        scored, _, _ = P.sequence_forward(ac, ac.lm, out["query"], out["query_mask"], out["response"],
+                                          out["response_mask"], temperature=0.7, chunk_size=4, with_values=False)
+    sampled = torch.stack([s.float().log_softmax(-1) for s in captured["scores"]], 1)  # [B, T, V]
+    sampled = sampled[:, : out["response"].shape[1]].gather(-1, out["response"][..., None]).squeeze(-1)
+    m = out["response_mask"].bool()
+    assert m.sum() > 4
+    torch.testing.assert_close(scored[m], sampled[m], rtol=0, atol=1e-4)
+
+
+def test_signal_cut_in_tokens_credits_only_seen_tokens(tmp_path, tiny):
+    """With max_signal_length=12 most sampled signals are too long: the Receiver sees the text of exactly
+    the tokens the loss credits (never a character cut of longer credited text)."""
+    ac, tok = tiny
+    env, receiver = make_env(subset_size=8, max_signal_length=12)
+    env.reset(seed=0)
+    args = tiny_args(tmp_path, batch_size=8, num_minibatches=1, max_signal_tokens=8, stop_at_newline=False)
+    torch.manual_seed(0)
+    batch = P.rollout(env, ac, P.make_reference(ac), tok, args, P.stop_token_ids(tok, False), torch.device("cpu"))
+    seen = [o.signal for o in batch["outcomes"]]
+    assert seen == batch["signals"]
+    n_cut = 0
+    for row, m, sig in zip(batch["response"].tolist(), batch["response_mask"].tolist(), seen):
+        n = sum(m)
+        assert n >= 1 and m == [1] * n + [0] * (len(m) - n)
+        assert len(sig) <= 12
+        credited = P.signal_text(tok, row[:n], False)
+        assert credited == sig or (n == 1 and credited[:12] == sig)
+        n_cut += n < len(m)
+    assert n_cut >= 2  # the cut happened (random tiny GPT-2 tokens are ~4-8 characters each)
+    assert torch.all(batch["logprobs"][batch["response_mask"] == 0] == 0)  # uncredited tokens carry nothing
 
 
 def test_receiver_failure_raises_never_zero(tmp_path, tiny):
@@ -275,7 +333,8 @@ def test_checkpoint_resume_matches_uninterrupted_run(tmp_path):
         P.train(args_b, env=env_b, callback=kill)
     saved = P.load_checkpoint(Path(args_b.save_dir) / "checkpoint.pt")
     assert saved["iteration"] == 2
-    assert not list(Path(args_b.save_dir).glob(".*tmp*"))  # atomic writes leave no temp files
+    assert not list(Path(args_b.save_dir).glob(".*"))  # atomic writes leave no temp files
+    torch.load(Path(args_b.save_dir) / "checkpoint.pt", weights_only=True)  # plain tensors and Python types
 
     seen = {}
 
@@ -316,16 +375,14 @@ def test_gpu_benchmark_tiny_dry_run(tmp_path):
     report = json.loads(out.read_text())
     assert set(bench.REPORT_KEYS) <= report.keys()
     assert {"generate", "receiver", "score", "update", "iteration"} <= report["time_s"].keys()
-    assert report["samples_per_s"] > 0 and report["peak_gpu_mem_gib"] is None
-    assert 0.9 < report["ratio_iteration_to_parts"] < 1.2
+    assert report["samples_per_s"] > 0 and report["peak_gpu_mem_gib"] is None  # timings are reported, not judged
 
 
 # ----------------------------------------------------------------------------- real Receiver smoke
 @pytest.mark.slow
 def test_smoke_real_smollm2_receiver(tmp_path):
-    receivers = pytest.importorskip("bpa_gym.receivers")
-    if not hasattr(receivers, "make_receiver"):
-        pytest.skip("bpa_gym.receivers.make_receiver is not available yet")
+    from bpa_gym import receivers
+
     try:
         receivers.smollm2_path()
     except bpa_gym.ModelNotFoundError as e:
@@ -339,3 +396,63 @@ def test_smoke_real_smollm2_receiver(tmp_path):
     assert [h["iteration"] for h in out["history"]] == [1, 2]
     assert all(h["reward"] in (0.0, 0.25, 0.5, 0.75, 1.0) for h in out["history"])
     assert (Path(args.save_dir) / "checkpoint.pt").is_file()
+
+
+class _Payload:
+    """Unpickling this runs ``open(marker, "w").write("ran")``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+def test_crafted_checkpoint_is_refused_and_its_payload_never_runs(tmp_path):
+    """--resume loads with torch.load(weights_only=True): a checkpoint holding a pickled object is refused
+    with a clear ConfigError naming the file, and the object's code never runs."""
+    marker = tmp_path / "pwned"
+    args = tiny_args(tmp_path, resume=True, batch_size=4, num_minibatches=1, num_iterations=1)
+    ckpt = Path(args.save_dir) / "checkpoint.pt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"iteration": 0, "policy": {}, "optimizer": {}, "kl_controller": {}, "env_rng": {},
+                "rng": {"python": _Payload(marker)}}, ckpt)
+    with pytest.raises(bpa_gym.ConfigError, match=r"refusing to load checkpoint .*checkpoint.pt: .*GLOBAL .*exec"):
+        P.load_checkpoint(ckpt)
+    env, _ = make_env(subset_size=8)
+    with pytest.raises(bpa_gym.ConfigError, match="nothing in it was run"):
+        P.train(args, env=env)
+    ckpt.unlink()
+    torch.save({"transformer.wte.weight": _Payload(marker)}, ckpt.with_name("ref.pt"))  # the frozen reference too
+    with pytest.raises(bpa_gym.ConfigError, match=r"refusing to load checkpoint .*ref.pt"):
+        P.train(args, env=env)
+    assert not marker.exists()
+
+
+def test_rng_state_is_plain_data_and_round_trips(tmp_path):
+    """The saved RNG states survive torch.save/torch.load(weights_only=True) and restore every stream."""
+    import random
+
+    random.seed(5), np.random.seed(6), torch.manual_seed(7)
+    random.gauss(0, 1), np.random.standard_normal()  # a cached Gaussian is part of both states
+    path = tmp_path / "rng.pt"
+    torch.save(P.rng_state(), path)
+    expected = (random.random(), random.gauss(0, 1), np.random.standard_normal(3).tolist(), torch.rand(3))
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    P.set_rng_state(torch.load(path, weights_only=True))
+    got = (random.random(), random.gauss(0, 1), np.random.standard_normal(3).tolist(), torch.rand(3))
+    assert got[:3] == expected[:3] and torch.equal(got[3], expected[3])
+
+
+def test_damaged_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(bpa_gym.ConfigError, match="refusing to load checkpoint .*Unsupported operand"):
+        P.load_checkpoint(bad)
+    torch.save({"iteration": 1, "policy": torch.zeros(100)}, bad)
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated
+    with pytest.raises(bpa_gym.ConfigError, match="cannot read checkpoint .*checkpoint.pt"):
+        P.load_checkpoint(bad)
+    torch.save({"iteration": 1}, bad)
+    with pytest.raises(bpa_gym.ConfigError, match="missing"):
+        P.load_checkpoint(bad)

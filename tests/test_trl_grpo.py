@@ -110,9 +110,12 @@ def text_env():
 
 @pytest.fixture(scope="module")
 def agent():
-    """agents/trl_grpo.py as a module (agents/ is not a package)."""
+    """agents/trl_grpo.py as a module, registered in sys.modules (tyro reads the Args docstrings from it)."""
+    import sys
+
     spec = importlib.util.spec_from_file_location("bpa_agents_trl_grpo", REPO / "agents" / "trl_grpo.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -207,12 +210,19 @@ def test_advisor_dataset_has_no_gold(text_env):
 
 
 # ---------------------------------------------------------------------- agent
-def test_agent_args_cli(agent):
-    a = agent.parse_args(["--policy", "random:tiny", "--beta", "0.1", "--no-cuda", "--subset-size", "none", "--algo", "rloo"])
+def test_agent_args_cli(agent, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    a = agent.parse_args(["--policy", "random:tiny", "--beta", "0.1", "--no-cuda", "--subset-size", "None", "--algo", "rloo"])
     assert (a.policy, a.beta, a.cuda, a.subset_size, a.algo) == ("random:tiny", 0.1, False, None, "rloo")
+    assert agent.parse_args([]) == agent.Args()
     with pytest.raises(SystemExit) as e:
         agent.parse_args(["--help"])
     assert e.value.code == 0
+    out = capsys.readouterr().out  # tyro: the fields' docstrings are the help texts
+    assert "--num-generations" in out and "Signals sampled per item" in out and "--no-cuda" in out
+    with pytest.raises(SystemExit) as e:
+        agent.parse_args(["--algo", "ppo"])
+    assert e.value.code != 0
 
 
 def _sample_signals(model, tokenizer, prompts, n_per_prompt, max_new_tokens, seed=0):
@@ -300,7 +310,7 @@ def test_beta_with_random_init_and_resume(agent, tmp_path, one_thread):
     trainer = agent.make_trainer(agent.Args(total_steps=2, **common), env=env)
     init_dir = out / "init_policy"
     assert (init_dir / "config.json").is_file() and (init_dir / "tokenizer.json").is_file()
-    assert not list(out.glob(".init_policy.tmp-*"))  # written atomically: no temp folder left behind
+    assert not list(out.glob(".init_policy*"))  # written atomically: no temp folder left behind
     assert trainer.ref_model is not None
     assert Path(trainer.ref_model.config._name_or_path).resolve() == init_dir.resolve()
     init_sd = trainer.ref_model.state_dict()
