@@ -6,6 +6,8 @@ Commands:
     eval          evaluate a fixed signal on the first N items (batched), with a 95% Wilson interval
     oracle-table  play every signal on every item once (greedy) and save the table for regret
     plot-regret   plot cumulative regret vs. the bound from TensorBoard logs (PNG)
+    cache         response cache: ``stats`` or ``clear``
+    serve         start a Receiver engine (``serve vllm --model smollm2``) and print its Receiver spec
 """
 
 from __future__ import annotations
@@ -226,6 +228,57 @@ def _cmd_plot_regret(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from bpa_gym.response_cache import ResponseCache
+
+    cache = ResponseCache(args.path)
+    if args.action == "clear":
+        n = cache.clear()
+        print(f"cleared {n} cached responses from {cache.path}")
+        return 0
+    stats = cache.stats()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(f"{stats['path']}: {stats['entries']} responses, {stats['bytes'] / 1e6:.1f} MB")
+    for row in stats["receivers"]:
+        ident = row["receiver"]
+        gen = ident.get("generation", {})
+        print(f"  {row['entries']:>8}  saved {row['saved_receiver_s']:>9.1f} s  {ident.get('class')} "
+              f"{ident.get('model', ident.get('name'))}  max_new_tokens={gen.get('max_new_tokens')} "
+              f"temperature={gen.get('temperature')}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal as _signal
+    import threading
+
+    from bpa_gym.serving import VLLMServer
+
+    server = VLLMServer(args.model, served_model_name=args.served_model_name, host=args.host, port=args.port,
+                        dtype=args.dtype, max_num_seqs=args.max_num_seqs, max_model_len=args.max_model_len,
+                        python=args.python, log_path=args.log)
+    print(f"starting vLLM for {server.model_path} on {server.base_url} (python {server.python}) ...", flush=True)
+    t0 = time.perf_counter()
+    server.start()
+    print(f"ready in {time.perf_counter() - t0:.0f} s. Receiver spec:\n  {server.receiver_spec}\n"
+          f"e.g. gym.make('BayesPersuasion-GSM8K-v0', receiver={server.receiver_spec!r}, "
+          f"receiver_kwargs={{'max_concurrency': {server.max_num_seqs}}})\nCtrl-C stops it.", flush=True)
+    stop = threading.Event()
+    for sig in (_signal.SIGINT, _signal.SIGTERM):
+        _signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.is_set() and server.running:
+            stop.wait(1.0)
+    finally:
+        server.stop()
+    if not stop.is_set():
+        print(f"bpa-gym: error: the vLLM server exited; its log ends:\n{server.log_tail()}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bpa-gym", description="Bayesian Persuasion Alignment gym.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -272,6 +325,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=_output_path, default=Path("regret.png"), help="output PNG path")
     s.add_argument("--loglog", action="store_true", help="log-log axes")
     s.set_defaults(fn=_cmd_plot_regret)
+
+    s = sub.add_parser("cache", help="the response cache: stats or clear")
+    s.add_argument("action", choices=["stats", "clear"])
+    s.add_argument("--path", default=None,
+                   help="database file (default: $BPA_RESPONSE_CACHE, else $BPA_CACHE_DIR/responses.sqlite, "
+                        "else the user cache folder)")
+    s.add_argument("--json", action="store_true", help="stats as JSON")
+    s.set_defaults(fn=_cmd_cache)
+
+    s = sub.add_parser("serve", help="start a Receiver engine and print its Receiver spec")
+    s.add_argument("engine", choices=["vllm"], help="the serving engine (vLLM, from its own venv: BPA_VLLM_PYTHON)")
+    s.add_argument("--model", default="smollm2", help="'smollm2' (offline default), a model folder or a hub id")
+    s.add_argument("--served-model-name", default=None, help="name clients ask for (default: from --model)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=_positive_int, default=8000)
+    s.add_argument("--dtype", default=None, help="vLLM --dtype (default: float32 on CPU, auto on GPU)")
+    s.add_argument("--max-num-seqs", type=_positive_int, default=64,
+                   help="sequences the engine batches at once; size the Receiver's max_concurrency to it")
+    s.add_argument("--max-model-len", type=_positive_int, default=None)
+    s.add_argument("--python", default=None, help="python of the vLLM venv (default: $BPA_VLLM_PYTHON)")
+    s.add_argument("--log", default=None, help="write the server's log to this file")
+    s.set_defaults(fn=_cmd_serve)
     return p
 
 

@@ -206,3 +206,20 @@ def test_with_response_cache_options(tmp_path, monkeypatch):
         with_response_cache(greedy, 3)
     monkeypatch.setenv("BPA_RESPONSE_CACHE", "off")
     assert with_response_cache(greedy) is greedy
+
+
+def test_cli_cache_stats_and_clear(tmp_path, capsys):
+    from bpa_gym.cli import main
+
+    db = tmp_path / "c.sqlite"
+    CachingReceiver(PinnedScripted(lambda m: "x", model="pinned-model"), db).generate([_p("a"), _p("b")])
+    assert main(["cache", "stats", "--path", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert f"{db}: 2 responses" in out and "pinned-model" in out
+    assert main(["cache", "stats", "--path", str(db), "--json"]) == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out)["entries"] == 2
+    assert main(["cache", "clear", "--path", str(db)]) == 0
+    assert "cleared 2 cached responses" in capsys.readouterr().out
+    assert len(ResponseCache(db)) == 0
