@@ -13,7 +13,9 @@ Conventions used everywhere in bpa_gym:
 * **Ties go to the Sender.**  Among the Receiver's best responses the one
   best for the Sender is played (lowest index among equals).  An LP optimum
   leaves the Receiver exactly indifferent, so "best" is up to a tolerance of
-  :data:`BEST_RESPONSE_RTOL` times the scale ``max|receiver_utility|``: an
+  :data:`BEST_RESPONSE_RTOL` times the scale :func:`receiver_scale` (the
+  largest per-state spread ``max_a u_r − min_a u_r``, so the tolerance is
+  invariant to rescaling or shifting ``u_r``, as best responses are): an
   optimal scheme that went through float32 (an agent's action) keeps its value.
 * **Signals of probability 0** get the prior as their posterior (any choice is
   fine: they never occur and contribute nothing to the value).
@@ -43,7 +45,7 @@ import numpy as np
 from bpa_gym.errors import ConfigError
 
 #: Relative tolerance of the Receiver's best response: an action within
-#: ``BEST_RESPONSE_RTOL * max|receiver_utility|`` of the best expected utility
+#: ``BEST_RESPONSE_RTOL * receiver_scale(receiver_utility)`` of the best expected utility
 #: counts as a best response (and ties go to the Sender).  1e-7 would be enough
 #: for float64 LP round-off; float32 round-off of a scheme (agents emit float32)
 #: moves posteriors by a few 1e-8, so 1e-6 leaves a safety factor.  The most a
@@ -199,8 +201,9 @@ def best_response(posterior, receiver_utility, sender_utility, rtol: float = BES
         posterior: Shape ``(..., n_states)``.
         receiver_utility: Shape ``(n_states, n_actions)``.
         sender_utility: Shape ``(n_states, n_actions)``.
-        rtol: Actions within ``rtol * max|receiver_utility|`` of the best
-            expected Receiver utility are best responses; among them the
+        rtol: Actions within ``rtol * receiver_scale(receiver_utility)`` of
+            the best expected Receiver utility (in units of :func:`receiver_scale`)
+            are best responses; among them the
             Sender's favourite is played (lowest index among equals).
 
     Returns:
@@ -213,8 +216,8 @@ def best_response(posterior, receiver_utility, sender_utility, rtol: float = BES
         [1, 0]
     """
     ur = np.asarray(receiver_utility, dtype=np.float64)
-    return _best_response(np.asarray(posterior, dtype=np.float64), ur, np.asarray(sender_utility, dtype=np.float64),
-                          rtol * (float(np.abs(ur).max()) or 1.0))
+    return _best_response(np.asarray(posterior, dtype=np.float64), _normalised(ur),
+                          np.asarray(sender_utility, dtype=np.float64), rtol)
 
 
 def _best_response(q: np.ndarray, ur: np.ndarray, us: np.ndarray, tol: float) -> np.ndarray:
@@ -347,13 +350,15 @@ class TabularGame:
     # ---- evaluation
 
     @cached_property
-    def _tol(self) -> float:
-        return BEST_RESPONSE_RTOL * (float(np.abs(self.receiver_utility).max()) or 1.0)
+    def _ur_normalised(self) -> np.ndarray:
+        # u_r shifted per state and divided by receiver_scale: same best responses, spread 1
+        return (self.receiver_utility - self.receiver_utility.min(axis=1, keepdims=True)) / receiver_scale(
+            self.receiver_utility)
 
     def best_response(self, posterior) -> np.ndarray:
         """:func:`best_response` with this game's utilities."""
-        return _best_response(np.asarray(posterior, dtype=np.float64), self.receiver_utility, self.sender_utility,
-                              self._tol)
+        return _best_response(np.asarray(posterior, dtype=np.float64), self._ur_normalised, self.sender_utility,
+                              BEST_RESPONSE_RTOL)
 
     def evaluate(self, scheme) -> SchemeEvaluation:
         """Play a scheme against the Bayesian Receiver (who knows prior and scheme).
@@ -383,7 +388,7 @@ class TabularGame:
     @cached_property
     def optimum(self) -> "OptimalScheme":
         """The optimal scheme (solved once per game, then cached)."""
-        return optimal_scheme(self.prior, self.receiver_utility, self.sender_utility)
+        return _solve(self)
 
     # ---- vectorised sampling
 
@@ -526,12 +531,27 @@ class OptimalScheme:
 def optimal_scheme(prior, receiver_utility, sender_utility) -> OptimalScheme:
     """Solve the Sender's commitment problem exactly by linear programming.
 
-    Variables ``π(a|ω)`` (signal = recommended action).  Maximise
-    ``Σ_ω Σ_a μ(ω) π(a|ω) u_s(ω, a)`` subject to each row summing to 1 and
-    obedience: for all ``a ≠ a'``,
-    ``Σ_ω μ(ω) π(a|ω) (u_r(ω, a) − u_r(ω, a')) >= 0``.  Solved with
-    ``scipy.optimize.linprog(method="highs")``; the solution is clipped at 0
-    and row-normalised.
+    Variables are the joint probabilities ``x[ω, a] = μ(ω) π(a|ω)`` (signal =
+    recommended action).  Maximise ``Σ_ω Σ_a x[ω, a] u_s(ω, a)`` subject to
+    ``Σ_a x[ω, a] = μ(ω)``, ``x >= 0`` and obedience: for all ``a ≠ a'``,
+    ``Σ_ω x[ω, a] (u_r(ω, a) − u_r(ω, a')) >= 0``.  Solved with
+    ``scipy.optimize.linprog(method="highs")``.
+
+    **Scale invariance.**  Obedience does not change when ``u_r`` is
+    multiplied by a positive number or shifted by a constant per state, and
+    the optimal scheme does not change when ``u_s`` is.  So the LP sees both
+    tables normalised (see :func:`receiver_scale`), and each obedience row is
+    divided by its largest coefficient: utilities from 1e-9 to 1e9 give the
+    same scheme.  Joint variables keep the constraint matrix independent of
+    the prior, so priors down to 1e-12 (or exactly 0) work; ``π(·|ω)`` is
+    recovered as ``x[ω, ·] / μ(ω)``.  A state of prior 0 never occurs and
+    moves no posterior: it gets the signal whose action is best for the
+    Sender in that state (so ``state_values`` stays meaningful).
+
+    The returned value is the scheme *evaluated* by
+    :meth:`TabularGame.sender_value` (so replaying it has regret exactly 0),
+    and it is checked to be at least the no-information and the
+    full-information value.
 
     Args:
         prior: Shape ``(n_states,)``.
@@ -541,36 +561,87 @@ def optimal_scheme(prior, receiver_utility, sender_utility) -> OptimalScheme:
     Returns:
         An :class:`OptimalScheme`.
 
+    Raises:
+        ConfigError: invalid arrays (see :func:`validate_game`).
+
     Example:
         >>> opt = optimal_scheme([0.5, 0.5], [[1, 0], [0, 1]], [[1, 1], [0, 0]])
         >>> opt.value  # the Sender's utility does not depend on the action
         0.5
+        >>> optimal_scheme([.7, .3], [[1e-9, 0], [0, 1e-9]], [[0, 1], [0, 1]]).value  # any scale of u_r
+        0.6
     """
+    game = TabularGame(*validate_game(prior, receiver_utility, sender_utility))
+    return _solve(game)
+
+
+def _solve(game: "TabularGame") -> OptimalScheme:
     from scipy.optimize import linprog
 
-    mu, ur, us = validate_game(prior, receiver_utility, sender_utility)
+    mu, ur, us = game.prior, game._ur_normalised, _normalised(game.sender_utility)
     S, A = ur.shape
-    c = -(mu[:, None] * us).ravel()
-    a_eq = np.zeros((S, S * A))
-    for w in range(S):
-        a_eq[w, w * A:(w + 1) * A] = 1.0
+    c = -us.ravel()  # x is (S, A) row-major
+    a_eq = np.kron(np.eye(S), np.ones((1, A)))
     rows = []
     for a in range(A):
         for b in range(A):
-            if a != b:
+            d = ur[:, a] - ur[:, b]
+            scale = float(np.abs(d).max())
+            if a != b and scale > 0:
                 row = np.zeros((S, A))
-                row[:, a] = -mu * (ur[:, a] - ur[:, b])
+                row[:, a] = -d / scale
                 rows.append(row.ravel())
-    res = linprog(c, A_ub=np.array(rows), b_ub=np.zeros(len(rows)), A_eq=a_eq, b_eq=np.ones(S),
-                  bounds=(0.0, 1.0), method="highs")
+    a_ub = np.array(rows) if rows else None
+    b_ub = np.zeros(len(rows)) if rows else None
+    res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=mu, bounds=(0.0, None), method="highs",
+                  options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10})
     if res.status != 0:  # pragma: no cover - the full-information scheme is always feasible
         raise RuntimeError(f"the persuasion LP failed ({res.message}); this is a bug, please report the game")
-    scheme = np.clip(res.x.reshape(S, A), 0.0, None)
-    scheme = scheme / scheme.sum(axis=1, keepdims=True)
-    ev = TabularGame(mu, ur, us).evaluate(scheme)
+    x = np.clip(res.x.reshape(S, A), 0.0, None)
+    sums = x.sum(axis=1)
+    occurs = (mu > 0) & (sums > 0)
+    scheme = np.zeros((S, A))
+    scheme[occurs] = x[occurs] / sums[occurs, None]
+    scheme[~occurs] = 1.0 / A  # placeholder: these rows move no posterior
+    ev = game.evaluate(scheme)
+    if not occurs.all():  # never-occurring states: the signal whose response the Sender likes best there
+        best = game.sender_utility[:, ev.actions].argmax(axis=1)
+        scheme[~occurs] = np.eye(A)[best[~occurs]]
+        ev = game.evaluate(scheme)
+    spread = float(np.ptp(game.sender_utility)) or 1.0
+    floor = max(no_information_value(game), full_information_value(game))
+    if ev.value < floor - 1e-9 * spread:  # pragma: no cover - guarded by the scaled-game tests
+        raise RuntimeError(
+            f"the persuasion LP returned a scheme worth {ev.value!r}, below the no-/full-information value "
+            f"{floor!r}; this is a bug, please report the game"
+        )
     for arr in (ev.scheme, ev.state_values, ev.actions):
         arr.setflags(write=False)
-    return OptimalScheme(ev.scheme, ev.value, ev.state_values, ev.actions, float(-res.fun))
+    lp_value = float((x * game.sender_utility).sum())
+    return OptimalScheme(ev.scheme, ev.value, ev.state_values, ev.actions, lp_value)
+
+
+def _normalised(u: np.ndarray) -> np.ndarray:
+    """``u`` shifted per row to min 0 and divided by the largest row spread (1 if all rows are constant)."""
+    shifted = u - u.min(axis=1, keepdims=True)
+    scale = float(shifted.max())
+    return shifted / scale if scale > 0 else shifted
+
+
+def receiver_scale(receiver_utility) -> float:
+    """The scale of the Receiver's utility that obedience sees: ``max_ω (max_a u_r − min_a u_r)``.
+
+    Best responses are invariant to a positive scale and to a per-state
+    shift of ``u_r``; so is this scale (1 when every row is constant).  The
+    best-response tolerance is :data:`BEST_RESPONSE_RTOL` times it.
+
+    Example:
+        >>> receiver_scale([[1e9 + 2, 1e9], [5, 5]])
+        2.0
+    """
+    ur = np.asarray(receiver_utility, dtype=np.float64)
+    spread = float((ur.max(axis=1) - ur.min(axis=1)).max())
+    return spread if spread > 0 else 1.0
 
 
 __all__: Sequence[str] = (
@@ -585,5 +656,6 @@ __all__: Sequence[str] = (
     "normalize_scheme",
     "optimal_scheme",
     "posteriors",
+    "receiver_scale",
     "validate_game",
 )
