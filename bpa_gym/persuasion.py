@@ -38,10 +38,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Sequence
+from typing import Annotated, Sequence
+
+import warnings
 
 import numpy as np
+from pydantic import Field
 
+from bpa_gym.common.validation import Arguments, FiniteFloat, Int, Seed, check, check_value
 from bpa_gym.errors import ConfigError
 
 #: Relative tolerance of the Receiver's best response: an action within
@@ -59,11 +63,41 @@ PRIOR_ATOL: float = 1e-9
 # --------------------------------------------------------------------------- validation
 
 
-def _as_array(name: str, value, ndim: int) -> np.ndarray:
+def as_float_array(value, name: str) -> np.ndarray:
+    """``value`` as a new float64 array, or a :class:`ConfigError` naming ``name``.
+
+    Ragged nesting, strings, objects and complex numbers are refused (numpy
+    would raise a bare error or silently drop the imaginary part).
+
+    Example:
+        >>> as_float_array([[1, 2], [3]], "scheme")
+        Traceback (most recent call last):
+        ...
+        bpa_gym.errors.ConfigError: scheme must be a rectangular array of real numbers, got [[1, 2], [3]] (ragged or non-numeric)
+    """
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":  # the common case, fast
+        return np.array(value, dtype=np.float64)
+
+    def bad(why: str) -> ConfigError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 200 else shown[:197] + "..."
+        return ConfigError(f"{name} must be a rectangular array of real numbers, got {shown} ({why})")
+
     try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a numeric array, got {value!r} ({exc})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy's ComplexWarning / ragged-array deprecations become errors
+            raw = np.asarray(value)
+    except Exception:
+        raise bad("ragged or non-numeric") from None
+    if raw.dtype.kind == "c":
+        raise bad("complex numbers")
+    if raw.dtype.kind not in "biuf":
+        raise bad("ragged or non-numeric")
+    return np.array(raw, dtype=np.float64)
+
+
+def _as_array(name: str, value, ndim: int) -> np.ndarray:
+    arr = as_float_array(value, name)
     if arr.ndim != ndim:
         shape = "(n_states,)" if ndim == 1 else "(n_states, n_actions)"
         raise ConfigError(f"{name} must have shape {shape}, got shape {arr.shape}")
@@ -136,10 +170,7 @@ def normalize_scheme(scheme, n_states: int, n_signals: int | None = None) -> np.
         >>> normalize_scheme([[1, 1], [0, 2]], 2).tolist()
         [[0.5, 0.5], [0.0, 1.0]]
     """
-    try:
-        s = np.array(scheme, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"a scheme must be a numeric array, got {scheme!r} ({exc})") from None
+    s = as_float_array(scheme, "a scheme")
     if s.ndim != 2 or s.shape[0] != n_states or (n_signals is not None and s.shape[1] != n_signals) or s.size == 0:
         want = f"({n_states}, {n_signals if n_signals is not None else 'n_signals'})"
         raise ConfigError(f"a scheme must have shape {want} (row ω = π(·|ω)), got shape {s.shape}")
@@ -250,6 +281,15 @@ class SchemeEvaluation:
     value: float
 
 
+_Margin = Annotated[FiniteFloat, Field(ge=0, lt=1, description="a number in [0, 1)")]
+
+
+class _RandomGameArgs(Arguments):
+    seed: Seed = None
+    n_states: Annotated[Int, Field(ge=2)] = Field(3, description="an integer >= 2")
+    n_actions: Annotated[Int, Field(ge=2)] = Field(3, description="an integer >= 2")
+
+
 @dataclass(frozen=True, eq=False)
 class TabularGame:
     """A finite Bayesian persuasion game (named so as not to clash with the LLM
@@ -325,10 +365,9 @@ class TabularGame:
             >>> g.receiver_utility.shape, TabularGame.random(0, 4, 2).prior.tolist() == g.prior.tolist()
             ((4, 2), True)
         """
-        for name, n in (("n_states", n_states), ("n_actions", n_actions)):
-            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 2:
-                raise ConfigError(f"{name} must be an integer >= 2, got {n!r}")
-        rng = np.random.default_rng(seed)
+        args = check(_RandomGameArgs, "TabularGame.random", seed=seed, n_states=n_states, n_actions=n_actions)
+        rng = np.random.default_rng(args.seed)
+        n_states, n_actions = args.n_states, args.n_actions
         prior = rng.dirichlet(np.ones(n_states))
         prior = prior / prior.sum()
         ur = rng.random((n_states, n_actions))
@@ -414,7 +453,7 @@ class TabularGame:
             >>> float(batch.expected_rewards[0]), bool(abs(batch.rewards.mean() - 0.6) < 0.01)
             (0.6, True)
         """
-        s = np.asarray(schemes, dtype=np.float64)
+        s = as_float_array(schemes, "schemes")
         shared = s.ndim == 2
         if shared:
             if size is None or size < 1:
@@ -497,6 +536,20 @@ def no_information_value(game: TabularGame) -> float:
     return game.sender_value(np.ones((game.n_states, 1)))
 
 
+def value_of_persuasion(game: TabularGame) -> float:
+    """``V* − no_information_value(game)``: what the Sender gains from a well-chosen scheme.
+
+    Near 0 the game is trivial for learning: every policy, even "say nothing", is nearly optimal.
+
+    Example:
+        >>> value_of_persuasion(TabularGame.prosecutor())
+        0.6
+        >>> value_of_persuasion(TabularGame.random(seed=3))  # nothing to persuade about
+        0.0
+    """
+    return game.optimum.value - no_information_value(game)
+
+
 def full_information_value(game: TabularGame) -> float:
     """The Sender's value when the state is revealed (one signal per state)."""
     return game.sender_value(np.eye(game.n_states))
@@ -528,7 +581,7 @@ class OptimalScheme:
     lp_value: float
 
 
-def optimal_scheme(prior, receiver_utility, sender_utility) -> OptimalScheme:
+def optimal_scheme(prior, receiver_utility, sender_utility, margin: float = 0.0) -> OptimalScheme:
     """Solve the Sender's commitment problem exactly by linear programming.
 
     Variables are the joint probabilities ``x[ω, a] = μ(ω) π(a|ω)`` (signal =
@@ -553,16 +606,26 @@ def optimal_scheme(prior, receiver_utility, sender_utility) -> OptimalScheme:
     and it is checked to be at least the no-information and the
     full-information value.
 
+    **Obedience margin.**  With ``margin > 0`` every recommended action must
+    beat each other action by at least ``margin * receiver_scale(u_r)`` in the
+    Receiver's posterior expected utility (pairs of actions the Receiver
+    always values equally are exempt).  A Receiver that *estimates* the
+    posterior (the tabular env's signal mode) still obeys such a scheme while
+    its estimate is within the margin; the price is ``O(margin)`` of value.
+
     Args:
         prior: Shape ``(n_states,)``.
         receiver_utility: Shape ``(n_states, n_actions)``.
         sender_utility: Shape ``(n_states, n_actions)``.
+        margin: Obedience margin in ``[0, 1)``, in units of
+            :func:`receiver_scale` (default 0: the exact optimum).
 
     Returns:
-        An :class:`OptimalScheme`.
+        An :class:`OptimalScheme` (``value`` is then the margin scheme's value).
 
     Raises:
-        ConfigError: invalid arrays (see :func:`validate_game`).
+        ConfigError: invalid arrays (see :func:`validate_game`), or no scheme
+            has the requested margin (lower it).
 
     Example:
         >>> opt = optimal_scheme([0.5, 0.5], [[1, 0], [0, 1]], [[1, 1], [0, 0]])
@@ -570,12 +633,15 @@ def optimal_scheme(prior, receiver_utility, sender_utility) -> OptimalScheme:
         0.5
         >>> optimal_scheme([.7, .3], [[1e-9, 0], [0, 1e-9]], [[0, 1], [0, 1]]).value  # any scale of u_r
         0.6
+        >>> round(optimal_scheme([.7, .3], [[1, 0], [0, 1]], [[0, 1], [0, 1]], margin=0.2).value, 6)  # P(g|convict) = .6
+        0.5
     """
     game = TabularGame(*validate_game(prior, receiver_utility, sender_utility))
-    return _solve(game)
+    m = check_value(_Margin, margin, "margin", "optimal_scheme")
+    return _solve(game, m)
 
 
-def _solve(game: "TabularGame") -> OptimalScheme:
+def _solve(game: "TabularGame", margin: float = 0.0) -> OptimalScheme:
     from scipy.optimize import linprog
 
     mu, ur, us = game.prior, game._ur_normalised, _normalised(game.sender_utility)
@@ -586,15 +652,17 @@ def _solve(game: "TabularGame") -> OptimalScheme:
     for a in range(A):
         for b in range(A):
             d = ur[:, a] - ur[:, b]
-            scale = float(np.abs(d).max())
-            if a != b and scale > 0:
+            if a != b and np.abs(d).max() > 0:
+                d = d - margin
                 row = np.zeros((S, A))
-                row[:, a] = -d / scale
+                row[:, a] = -d / float(np.abs(d).max())
                 rows.append(row.ravel())
     a_ub = np.array(rows) if rows else None
     b_ub = np.zeros(len(rows)) if rows else None
     res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=mu, bounds=(0.0, None), method="highs",
                   options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10})
+    if res.status == 2 and margin > 0:
+        raise ConfigError(f"no scheme of this game has obedience margin {margin}; use a smaller margin")
     if res.status != 0:  # pragma: no cover - the full-information scheme is always feasible
         raise RuntimeError(f"the persuasion LP failed ({res.message}); this is a bug, please report the game")
     x = np.clip(res.x.reshape(S, A), 0.0, None)
@@ -610,7 +678,7 @@ def _solve(game: "TabularGame") -> OptimalScheme:
         ev = game.evaluate(scheme)
     spread = float(np.ptp(game.sender_utility)) or 1.0
     floor = max(no_information_value(game), full_information_value(game))
-    if ev.value < floor - 1e-9 * spread:  # pragma: no cover - guarded by the scaled-game tests
+    if margin == 0 and ev.value < floor - 1e-9 * spread:  # pragma: no cover - guarded by the scaled-game tests
         raise RuntimeError(
             f"the persuasion LP returned a scheme worth {ev.value!r}, below the no-/full-information value "
             f"{floor!r}; this is a bug, please report the game"
@@ -650,6 +718,7 @@ __all__: Sequence[str] = (
     "SampleBatch",
     "SchemeEvaluation",
     "TabularGame",
+    "as_float_array",
     "best_response",
     "full_information_value",
     "no_information_value",
@@ -658,4 +727,5 @@ __all__: Sequence[str] = (
     "posteriors",
     "receiver_scale",
     "validate_game",
+    "value_of_persuasion",
 )
