@@ -62,9 +62,17 @@ import numpy as np
 from scipy.optimize import linprog
 
 from bpa_gym.common import sample_categorical
-from bpa_gym.common.validation import Arguments, NonNegativeFloat, PositiveFloat, Seed, check
+from pydantic import Field
+
+from bpa_gym.common.validation import Arguments, NonNegativeFloat, PositiveFloat, PositiveInt, Seed, check
 from bpa_gym.errors import ConfigError
-from bpa_gym.persuasion import TabularGame, optimal_scheme
+from bpa_gym.persuasion import TabularGame, as_float_array, optimal_scheme
+
+
+class _RobustArgs(Arguments):
+    num_signals: PositiveInt | None = Field(None, description="an integer >= n_actions or None")
+    update_ratio: NonNegativeFloat = 0.05
+    confidence_scale: PositiveFloat = 1.0
 
 
 class RobustPersuasionLearner:
@@ -89,16 +97,19 @@ class RobustPersuasionLearner:
 
     def __init__(self, receiver_utility, sender_utility, num_signals: int | None = None,
                  update_ratio: float = 0.05, confidence_scale: float = 1.0) -> None:
-        self.ur = np.asarray(receiver_utility, dtype=np.float64)
-        self.us = np.asarray(sender_utility, dtype=np.float64)
+        args = check(_RobustArgs, "RobustPersuasionLearner", num_signals=num_signals, update_ratio=update_ratio,
+                     confidence_scale=confidence_scale)
+        ur = as_float_array(receiver_utility, "receiver_utility")
+        n_states = ur.shape[0] if ur.ndim == 2 and ur.shape[0] >= 2 else 2
+        # the utilities are checked as a game's (any valid prior will do: the learner never reads it)
+        game = TabularGame(np.full(n_states, 1.0 / n_states), ur, sender_utility)
+        self.ur, self.us = game.receiver_utility, game.sender_utility
         self.n_states, self.n_actions = self.ur.shape
-        self.num_signals = int(num_signals or self.n_actions)
+        self.num_signals = self.n_actions if args.num_signals is None else args.num_signals
         if self.num_signals < self.n_actions:
-            raise ValueError(f"num_signals must be >= n_actions = {self.n_actions}")
-        if update_ratio < 0:
-            raise ValueError(f"update_ratio must be >= 0, got {update_ratio}")
-        self.update_ratio = float(update_ratio)
-        self.confidence_scale = float(confidence_scale)
+            raise ConfigError(f"num_signals must be >= n_actions = {self.n_actions}, got {num_signals!r}")
+        self.update_ratio = args.update_ratio
+        self.confidence_scale = args.confidence_scale
         self.counts = np.zeros(self.n_states)
         self.n_solves = 0
         self._solve()
@@ -228,7 +239,10 @@ class MyopicAgent:
     """
 
     def __init__(self, sender_utility) -> None:
-        self.choice = np.asarray(sender_utility, dtype=np.float64).argmax(axis=1)
+        us = as_float_array(sender_utility, "sender_utility")
+        if us.ndim != 2 or us.size == 0 or not np.isfinite(us).all():
+            raise ConfigError(f"MyopicAgent: sender_utility must be a finite (n_states, n_actions) array, got {us!r}")
+        self.choice = us.argmax(axis=1)
 
     @classmethod
     def from_env(cls, env) -> "MyopicAgent":
@@ -344,6 +358,11 @@ class MarginSignalLearner:
             self._solve()
 
 
+class _RunArgs(Arguments):
+    total_steps: PositiveInt
+    seed: Seed = None
+
+
 def run_vectorised(game: TabularGame, learner: RobustPersuasionLearner, total_steps: int,
                    seed: int | None = None) -> dict[str, Any]:
     """Play ``learner`` on ``game`` for ``total_steps`` rounds, one lazy-update epoch per numpy call.
@@ -362,6 +381,7 @@ def run_vectorised(game: TabularGame, learner: RobustPersuasionLearner, total_st
         >>> bool(out["cumulative_regret"][-1] < 10_000 * 0.05)
         True
     """
+    total_steps = check(_RunArgs, "run_vectorised", total_steps=total_steps, seed=seed).total_steps
     rng = np.random.default_rng(seed)
     v_star = game.optimum.value
     inst = np.empty(int(total_steps))

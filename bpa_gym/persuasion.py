@@ -45,7 +45,8 @@ import warnings
 import numpy as np
 from pydantic import Field
 
-from bpa_gym.common.validation import Arguments, FiniteFloat, Int, Seed, check, check_value
+from bpa_gym.common.sampling import sample_categorical
+from bpa_gym.common.validation import Arguments, FiniteFloat, Int, PositiveInt, Seed, check, check_value
 from bpa_gym.errors import ConfigError
 
 #: Relative tolerance of the Receiver's best response: an action within
@@ -456,14 +457,12 @@ class TabularGame:
         s = as_float_array(schemes, "schemes")
         shared = s.ndim == 2
         if shared:
-            if size is None or size < 1:
+            if size is None:
                 raise ConfigError("sample_many with a single scheme needs size >= 1 (the number of rounds)")
+            size = check_value(PositiveInt, size, "size", "TabularGame.sample_many (size >= 1: the number of rounds)")
             ev = self.evaluate(s)
-            state = _sample_index(self.prior, rng, size)
-            u = rng.random(size)
-            cum = np.cumsum(ev.scheme, axis=1)
-            cum[:, -1] = 1.0
-            signal = (u[:, None] > cum[state]).sum(axis=1)
+            state = sample_categorical(self.prior, rng, size)
+            signal = sample_categorical(ev.scheme[state], rng)
             action = ev.actions[signal]
             expected = np.full(size, ev.value)
             return SampleBatch(state, signal, action, self.sender_utility[state, action], expected)
@@ -490,19 +489,10 @@ class TabularGame:
             np.broadcast_to(self.sender_utility[None], (B,) + self.sender_utility.shape), acts[:, None, :].repeat(self.n_states, 1), axis=2
         )  # (B, S, M): u_s(ω, a_b(σ))
         expected = (joint * payoff).sum(axis=(1, 2))
-        state = _sample_index(self.prior, rng, B)
-        rows = s[np.arange(B), state]  # (B, M)
-        cum = np.cumsum(rows, axis=1)
-        cum[:, -1] = 1.0
-        signal = (rng.random(B)[:, None] > cum).sum(axis=1)
+        state = sample_categorical(self.prior, rng, B)
+        signal = sample_categorical(s[np.arange(B), state], rng)  # one signal per round, from its scheme's row
         action = acts[np.arange(B), signal]
         return SampleBatch(state, signal, action, self.sender_utility[state, action], expected)
-
-
-def _sample_index(p: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
-    cum = np.cumsum(p)
-    cum[-1] = 1.0
-    return np.searchsorted(cum, rng.random(size), side="right").clip(0, p.size - 1)
 
 
 @dataclass(frozen=True)

@@ -54,12 +54,13 @@ def _scheme_value(model, env) -> float:
 def test_sb3_trains_on_scheme_mode_and_beats_no_information(algo, one_thread):
     sb3 = pytest.importorskip("stable_baselines3")
     env = gym.make("BayesPersuasion-Prosecutor-v0")  # Box(0, 1, (2, 2)) scheme actions, V* = 0.6, no info = 0
-    small = dict(gamma=0.0, policy_kwargs=dict(net_arch=[32, 32]), seed=0, device="cpu")
+    # small budgets (seconds on a CPU); with these settings PPO seeds 0-3 and SAC seeds 0-2 all end at >= 0.3
     if algo == "PPO":
-        model = sb3.PPO("MlpPolicy", env, n_steps=256, batch_size=64, learning_rate=3e-3, **small).learn(2048)
+        model = sb3.PPO("MlpPolicy", env, n_steps=256, batch_size=64, learning_rate=3e-3, seed=0,
+                        device="cpu").learn(2048)
     else:
         model = sb3.SAC("MlpPolicy", env, learning_starts=100, batch_size=64, learning_rate=1e-2, train_freq=2,
-                        **small).learn(1200)
+                        gamma=0.0, policy_kwargs=dict(net_arch=[32, 32]), seed=0, device="cpu").learn(1200)
     game = env.unwrapped.game
     value = _scheme_value(model, env)
     assert no_information_value(game) + 0.2 < value <= game.optimum.value + 1e-5

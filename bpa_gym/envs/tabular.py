@@ -6,7 +6,6 @@ Registered as ``BayesPersuasion-Tabular-v0`` (a given or random game) and
 
 from __future__ import annotations
 
-import bisect
 import warnings
 from typing import Annotated, Any, Literal, Mapping
 
@@ -15,6 +14,7 @@ import numpy as np
 from gymnasium import spaces
 from pydantic import Field
 
+from bpa_gym.common.sampling import sample_categorical
 from bpa_gym.common.validation import Arguments, Bool, Int, PositiveFloat, PositiveInt, Seed, check, check_value
 from bpa_gym.errors import ConfigError
 from bpa_gym.oracles import ExactLPOracle
@@ -178,8 +178,6 @@ class TabularPersuasionEnv(gym.Env):
         else:
             self.observation_space = spaces.Discrete(S)
             self.action_space = spaces.Discrete(M)
-        self._cum_prior = np.cumsum(self.game.prior).tolist()
-        self._cum_prior[-1] = 1.0
         self._counts = np.zeros((S, M))
         self._n_state = np.zeros(S)
         self._state: int | None = None
@@ -218,13 +216,7 @@ class TabularPersuasionEnv(gym.Env):
         if self.action_mode == "scheme":
             ev = g.evaluate(self.scheme_of(action))
             state = self._draw_state()
-            row = ev.scheme[state].tolist()
-            u, signal, acc = self.np_random.random(), 0, row[0]
-            while signal < self.num_signals - 1 and (u >= acc or row[signal] == 0.0):
-                signal += 1
-                acc += row[signal]
-            if row[signal] == 0.0:  # u beyond the rounded total: take the last signal of positive probability
-                signal = max(i for i, x in enumerate(row) if x > 0.0)
+            signal = sample_categorical(ev.scheme[state], self.np_random)
             receiver_action = int(ev.actions[signal])
             posterior = ev.posteriors[signal].copy()
             reward = float(g.sender_utility[state, receiver_action])
@@ -306,7 +298,7 @@ class TabularPersuasionEnv(gym.Env):
     # ---------------------------------------------------------------- helpers
 
     def _draw_state(self) -> int:
-        return min(bisect.bisect_right(self._cum_prior, self.np_random.random()), self.game.n_states - 1)
+        return sample_categorical(self.game.prior, self.np_random)
 
     def _observe(self, draw: bool = True):
         if self.action_mode == "scheme":
