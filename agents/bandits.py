@@ -34,9 +34,36 @@ from typing import Any, Callable, Hashable, Mapping
 
 import numpy as np
 
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from bpa_gym.common import sample_categorical
+from bpa_gym.common.validation import Arguments, FiniteFloat, NonNegativeFloat, PositiveFloat, PositiveInt, Seed, check
+from bpa_gym.errors import ConfigError
+
 
 def _default_key(obs: Any) -> Hashable:
     return int(obs)
+
+
+class _BanditArgs(Arguments):
+    n_actions: PositiveInt
+    seed: Seed = None
+    c: NonNegativeFloat = 1.0
+    likelihood: Literal["bernoulli", "gaussian"] = Field("bernoulli", description="'bernoulli' or 'gaussian'")
+    gamma: Annotated[FiniteFloat, Field(gt=0, le=1)] | None = Field(None, description="a number in (0, 1] or None")
+    horizon: PositiveInt = 10_000
+    n_contexts: PositiveInt | None = Field(None, description="an integer >= 1 or None")
+    alpha: NonNegativeFloat = 1.0
+    ridge: PositiveFloat = 1.0
+
+
+def _check(owner: str, context_key=None, features=None, **kwargs) -> _BanditArgs:
+    for name, fn in (("context_key", context_key), ("features", features)):
+        if fn is not None and not callable(fn):
+            raise ConfigError(f"{owner}: {name} must be a function of the observation, got {fn!r}")
+    return check(_BanditArgs, owner, **kwargs)
 
 
 class UCB1:
@@ -54,8 +81,9 @@ class UCB1:
 
     def __init__(self, n_actions: int, c: float = 1.0, context_key: Callable[[Any], Hashable] = _default_key,
                  seed: int | None = None) -> None:
-        self.n_actions, self.c, self.context_key = int(n_actions), float(c), context_key
-        self.rng = np.random.default_rng(seed)
+        args = _check("UCB1", context_key, n_actions=n_actions, c=c, seed=seed)
+        self.n_actions, self.c, self.context_key = args.n_actions, args.c, context_key
+        self.rng = np.random.default_rng(args.seed)
         self.counts: dict[Hashable, np.ndarray] = defaultdict(lambda: np.zeros(self.n_actions))
         self.sums: dict[Hashable, np.ndarray] = defaultdict(lambda: np.zeros(self.n_actions))
 
@@ -98,10 +126,9 @@ class ThompsonSampling:
 
     def __init__(self, n_actions: int, likelihood: str = "bernoulli",
                  context_key: Callable[[Any], Hashable] = _default_key, seed: int | None = None) -> None:
-        if likelihood not in ("bernoulli", "gaussian"):
-            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
-        self.n_actions, self.likelihood, self.context_key = int(n_actions), likelihood, context_key
-        self.rng = np.random.default_rng(seed)
+        args = _check("ThompsonSampling", context_key, n_actions=n_actions, likelihood=likelihood, seed=seed)
+        self.n_actions, self.likelihood, self.context_key = args.n_actions, args.likelihood, context_key
+        self.rng = np.random.default_rng(args.seed)
         self.a: dict[Hashable, np.ndarray] = defaultdict(lambda: np.zeros(self.n_actions))  # successes / sums
         self.b: dict[Hashable, np.ndarray] = defaultdict(lambda: np.zeros(self.n_actions))  # failures / counts
 
@@ -118,8 +145,8 @@ class ThompsonSampling:
         k = self.context_key(obs)
         if self.likelihood == "bernoulli":
             if not 0.0 <= reward <= 1.0:
-                raise ValueError(f"Bernoulli Thompson sampling needs rewards in [0, 1], got {reward}; "
-                                 "use likelihood='gaussian'")
+                raise ConfigError(f"Bernoulli Thompson sampling needs rewards in [0, 1], got {reward}; "
+                                  "use likelihood='gaussian'")
             success = reward if reward in (0.0, 1.0) else float(self.rng.random() < reward)
             self.a[k][action] += success
             self.b[k][action] += 1.0 - success
@@ -154,12 +181,12 @@ class Exp3:
 
     def __init__(self, n_actions: int, gamma: float | None = None, horizon: int = 10_000,
                  context_key: Callable[[Any], Hashable] = _default_key, seed: int | None = None) -> None:
-        K = int(n_actions)
+        args = _check("Exp3", context_key, n_actions=n_actions, gamma=gamma, horizon=horizon, seed=seed)
+        K = args.n_actions
         self.n_actions, self.context_key = K, context_key
-        self.gamma = float(gamma) if gamma is not None else min(1.0, math.sqrt(K * math.log(K) / ((math.e - 1) * horizon)))
-        if not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
-        self.rng = np.random.default_rng(seed)
+        self.gamma = args.gamma if args.gamma is not None else min(
+            1.0, math.sqrt(K * math.log(K) / ((math.e - 1) * args.horizon))) or 1.0  # K = 1: nothing to explore
+        self.rng = np.random.default_rng(args.seed)
         self.log_w: dict[Hashable, np.ndarray] = defaultdict(lambda: np.zeros(K))
 
     def probs(self, obs: Any) -> np.ndarray:
@@ -169,12 +196,11 @@ class Exp3:
         return (1.0 - self.gamma) * w / w.sum() + self.gamma / self.n_actions
 
     def act(self, obs: Any) -> int:
-        p = self.probs(obs)
-        return int(min(np.searchsorted(np.cumsum(p), self.rng.random(), side="right"), self.n_actions - 1))
+        return sample_categorical(self.probs(obs), self.rng)
 
     def update(self, obs: Any, action: int, reward: float, info: Mapping[str, Any] | None = None) -> None:
         if not 0.0 <= reward <= 1.0:
-            raise ValueError(f"Exp3 needs rewards in [0, 1], got {reward}; rescale them")
+            raise ConfigError(f"Exp3 needs rewards in [0, 1], got {reward}; rescale them")
         p = self.probs(obs)[action]
         self.log_w[self.context_key(obs)][action] += self.gamma * (reward / p) / self.n_actions
 
@@ -206,14 +232,16 @@ class LinUCB:
 
     def __init__(self, n_actions: int, features: Callable[[Any], np.ndarray] | None = None,
                  n_contexts: int | None = None, alpha: float = 1.0, ridge: float = 1.0, seed: int | None = None) -> None:
+        args = _check("LinUCB", features=features, n_actions=n_actions, n_contexts=n_contexts, alpha=alpha,
+                      ridge=ridge, seed=seed)
         if features is None:
-            if n_contexts is None:
-                raise ValueError("LinUCB needs features=obs->vector or n_contexts for the default one-hot features")
-            eye = np.eye(int(n_contexts))
+            if args.n_contexts is None:
+                raise ConfigError("LinUCB needs features=obs->vector or n_contexts for the default one-hot features")
+            eye = np.eye(args.n_contexts)
             features = lambda obs: eye[int(obs)]  # noqa: E731
-        self.features, self.n_actions, self.alpha = features, int(n_actions), float(alpha)
-        self.rng = np.random.default_rng(seed)
-        self.ridge = float(ridge)
+        self.features, self.n_actions, self.alpha = features, args.n_actions, args.alpha
+        self.rng = np.random.default_rng(args.seed)
+        self.ridge = args.ridge
         self.A_inv: np.ndarray | None = None
         self.b: np.ndarray | None = None
 
@@ -247,6 +275,10 @@ class LinUCB:
         return int(np.argmax(np.einsum("kij,kj->ki", self.A_inv, self.b) @ x))
 
 
+class _RunArgs(Arguments):
+    total_steps: PositiveInt
+
+
 def run_bandit(env, agent, total_steps: int, seed: int | None = None) -> dict[str, Any]:
     """Step ``env`` for ``total_steps`` steps with ``agent``, resetting at episode ends.
 
@@ -259,6 +291,7 @@ def run_bandit(env, agent, total_steps: int, seed: int | None = None) -> dict[st
         env's info has no ``expected_reward``), ``"final_regret"`` (the last
         ``info["regret"]`` dict, or ``None`` without a RegretWrapper)``}``.
     """
+    total_steps = check(_RunArgs, "run_bandit", total_steps=total_steps).total_steps
     obs, _ = env.reset(seed=seed)
     reward_sum, expected_sum, have_expected = 0.0, 0.0, True
     info: Mapping[str, Any] = {}

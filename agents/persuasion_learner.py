@@ -38,6 +38,11 @@ What this file does exactly (and where it may differ from the paper):
   steps cost ~200 LPs instead of 10^5.  ``update_ratio=0`` re-solves every
   step (the paper's algorithm verbatim).
 
+:class:`MarginSignalLearner` plays ``action="signal"`` mode, where the
+Receiver learns the meaning of signals from their frequencies: it samples
+signals from the optimal scheme with a decaying obedience margin, and its
+regret is sublinear.
+
 :class:`MyopicAgent` is the benchmark's cautionary baseline: in
 ``action="signal"`` mode it always sends the signal that recommends the
 Sender's favourite action ("always convict").  The learning Receiver soon
@@ -56,7 +61,18 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.optimize import linprog
 
-from bpa_gym.persuasion import TabularGame
+from bpa_gym.common import sample_categorical
+from pydantic import Field
+
+from bpa_gym.common.validation import Arguments, NonNegativeFloat, PositiveFloat, PositiveInt, Seed, check
+from bpa_gym.errors import ConfigError
+from bpa_gym.persuasion import TabularGame, as_float_array, optimal_scheme
+
+
+class _RobustArgs(Arguments):
+    num_signals: PositiveInt | None = Field(None, description="an integer >= n_actions or None")
+    update_ratio: NonNegativeFloat = 0.05
+    confidence_scale: PositiveFloat = 1.0
 
 
 class RobustPersuasionLearner:
@@ -81,16 +97,19 @@ class RobustPersuasionLearner:
 
     def __init__(self, receiver_utility, sender_utility, num_signals: int | None = None,
                  update_ratio: float = 0.05, confidence_scale: float = 1.0) -> None:
-        self.ur = np.asarray(receiver_utility, dtype=np.float64)
-        self.us = np.asarray(sender_utility, dtype=np.float64)
+        args = check(_RobustArgs, "RobustPersuasionLearner", num_signals=num_signals, update_ratio=update_ratio,
+                     confidence_scale=confidence_scale)
+        ur = as_float_array(receiver_utility, "receiver_utility")
+        n_states = ur.shape[0] if ur.ndim == 2 and ur.shape[0] >= 2 else 2
+        # the utilities are checked as a game's (any valid prior will do: the learner never reads it)
+        game = TabularGame(np.full(n_states, 1.0 / n_states), ur, sender_utility)
+        self.ur, self.us = game.receiver_utility, game.sender_utility
         self.n_states, self.n_actions = self.ur.shape
-        self.num_signals = int(num_signals or self.n_actions)
+        self.num_signals = self.n_actions if args.num_signals is None else args.num_signals
         if self.num_signals < self.n_actions:
-            raise ValueError(f"num_signals must be >= n_actions = {self.n_actions}")
-        if update_ratio < 0:
-            raise ValueError(f"update_ratio must be >= 0, got {update_ratio}")
-        self.update_ratio = float(update_ratio)
-        self.confidence_scale = float(confidence_scale)
+            raise ConfigError(f"num_signals must be >= n_actions = {self.n_actions}, got {num_signals!r}")
+        self.update_ratio = args.update_ratio
+        self.confidence_scale = args.confidence_scale
         self.counts = np.zeros(self.n_states)
         self.n_solves = 0
         self._solve()
@@ -220,7 +239,10 @@ class MyopicAgent:
     """
 
     def __init__(self, sender_utility) -> None:
-        self.choice = np.asarray(sender_utility, dtype=np.float64).argmax(axis=1)
+        us = as_float_array(sender_utility, "sender_utility")
+        if us.ndim != 2 or us.size == 0 or not np.isfinite(us).all():
+            raise ConfigError(f"MyopicAgent: sender_utility must be a finite (n_states, n_actions) array, got {us!r}")
+        self.choice = us.argmax(axis=1)
 
     @classmethod
     def from_env(cls, env) -> "MyopicAgent":
@@ -231,6 +253,114 @@ class MyopicAgent:
 
     def update(self, obs: Any, action: int, reward: float, info: Mapping[str, Any] | None = None) -> None:
         """Myopic: learns nothing."""
+
+
+class _MarginArgs(Arguments):
+    margin_scale: PositiveFloat = 1.0
+    max_margin: PositiveFloat = 0.5
+    update_ratio: NonNegativeFloat = 0.05
+    seed: Seed = None
+
+
+class MarginSignalLearner:
+    """Signal mode: send signals drawn from the optimal scheme with a decaying obedience margin.
+
+    The tabular env's ``action="signal"`` Receiver does not know the Sender's
+    scheme; it estimates it from the (state, signal) pairs so far and
+    best-responds to the *estimated* posterior.  Playing the exact optimal
+    scheme leaves that Receiver on a knife edge: the optimum makes it exactly
+    indifferent, so estimation noise (and the Laplace pseudo-counts) tip it
+    to the other action about half the time, far from ``V*``.
+
+    This learner knows the game (prior and both utilities; it observes the
+    state) and each round samples ``σ ~ π_t(·|ω)`` from the Sender-optimal
+    scheme whose every recommendation beats the alternatives by the margin
+    ``δ_t = min(max_margin, margin_scale * sqrt(log(t + 2) / (t + 1)))`` (in
+    units of the Receiver's utility spread; see
+    :func:`bpa_gym.persuasion.optimal_scheme`'s ``margin``).  The Receiver's
+    estimate of the (time-averaged) scheme is off by ``O(1/sqrt(t))``, so
+    with the margin it obeys with high probability; the margin costs
+    ``O(δ_t)`` of value per round.  Summed, the regret against ``V*`` grows
+    like ``sqrt(T log T)`` (game-dependent constant), where myopic signalling
+    has linear regret.  If a game has no scheme with margin ``δ_t`` the margin
+    is halved until one exists.
+
+    The scheme is re-solved lazily, like :class:`RobustPersuasionLearner`:
+    when the round count has grown by the factor ``1 + update_ratio``.
+
+    Args:
+        game: The :class:`~bpa_gym.persuasion.TabularGame`.
+        num_signals: Signals of the env (``>= n_actions``; extra ones unused).
+        margin_scale: ``c`` of the margin ``c sqrt(log t / t)``.
+        max_margin: The margin's cap (the first rounds).
+        update_ratio: Lazy-update growth factor (0 = re-solve every round).
+        seed: Seed of the signal sampling.
+
+    Example:
+        >>> learner = MarginSignalLearner(TabularGame.prosecutor(), seed=0)
+        >>> learner.margin(0), learner.act(1)  # a guilty defendant: always "convict"
+        (0.5, 1)
+    """
+
+    def __init__(self, game: TabularGame, num_signals: int | None = None, margin_scale: float = 1.0,
+                 max_margin: float = 0.5, update_ratio: float = 0.05, seed: int | None = None) -> None:
+        args = check(_MarginArgs, "MarginSignalLearner", margin_scale=margin_scale, max_margin=max_margin,
+                     update_ratio=update_ratio, seed=seed)
+        if not isinstance(game, TabularGame):
+            raise ConfigError(f"MarginSignalLearner needs a bpa_gym.persuasion.TabularGame, got {game!r}")
+        self.game = game
+        self.num_signals = game.n_actions if num_signals is None else int(num_signals)
+        if self.num_signals < game.n_actions:
+            raise ConfigError(f"num_signals must be >= n_actions = {game.n_actions}, got {num_signals!r}")
+        self.margin_scale, self.max_margin = args.margin_scale, min(args.max_margin, 0.99)
+        self.update_ratio = args.update_ratio
+        # A stream of its own: with default_rng(seed) a learner and an env reset with the same seed would
+        # draw the same uniforms, correlating the signal with the state draw.
+        self.rng = np.random.default_rng(np.random.SeedSequence(args.seed, spawn_key=(0x516E,)))
+        self.t = 0
+        self.n_solves = 0
+        self._solve()
+
+    @classmethod
+    def from_env(cls, env, **kwargs) -> "MarginSignalLearner":
+        """Build from a tabular env in signal mode (reads its game and ``num_signals``)."""
+        base = env.unwrapped
+        return cls(base.game, num_signals=base.num_signals, **kwargs)
+
+    def margin(self, t: int) -> float:
+        """The target margin ``δ_t`` after ``t`` rounds."""
+        return min(self.max_margin, self.margin_scale * math.sqrt(math.log(t + 2) / (t + 1)))
+
+    def _solve(self) -> None:
+        g, delta = self.game, self.margin(self.t)
+        while True:
+            try:
+                opt = optimal_scheme(g.prior, g.receiver_utility, g.sender_utility, margin=delta)
+                break
+            except ConfigError:
+                delta = delta / 2 if delta > 1e-6 else 0.0
+        self.current_margin = delta
+        scheme = np.zeros((g.n_states, self.num_signals))
+        scheme[:, :g.n_actions] = opt.scheme
+        self.scheme = scheme
+        self.n_solves += 1
+        self._next_update = self.t + 1 if self.update_ratio == 0 else max(
+            self.t + 1, math.ceil(self.t * (1 + self.update_ratio)))
+
+    def act(self, obs: Any) -> int:
+        """A signal for the observed state, drawn from the current scheme."""
+        return int(sample_categorical(self.scheme[int(obs)], self.rng))
+
+    def update(self, obs: Any, action: Any, reward: float, info: Mapping[str, Any] | None = None) -> None:
+        """Count the round; re-solve with a smaller margin when due."""
+        self.t += 1
+        if self.t >= self._next_update:
+            self._solve()
+
+
+class _RunArgs(Arguments):
+    total_steps: PositiveInt
+    seed: Seed = None
 
 
 def run_vectorised(game: TabularGame, learner: RobustPersuasionLearner, total_steps: int,
@@ -251,6 +381,7 @@ def run_vectorised(game: TabularGame, learner: RobustPersuasionLearner, total_st
         >>> bool(out["cumulative_regret"][-1] < 10_000 * 0.05)
         True
     """
+    total_steps = check(_RunArgs, "run_vectorised", total_steps=total_steps, seed=seed).total_steps
     rng = np.random.default_rng(seed)
     v_star = game.optimum.value
     inst = np.empty(int(total_steps))

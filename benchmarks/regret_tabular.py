@@ -7,9 +7,16 @@ Run from the repository root::
     python benchmarks/regret_tabular.py --quick         # smoke test, seconds
 
 Learners (``agents/``): the Zu-Iyer-Xu robust persuasion learner in
-``action="scheme"`` mode; UCB1, Thompson sampling, Exp3, LinUCB and the myopic
-"always recommend the Sender's favourite" agent in ``action="signal"`` mode
-(the Receiver learns the signals' meaning from their frequencies).  Games: the
+``action="scheme"`` mode; in ``action="signal"`` mode (the Receiver learns
+the signals' meaning from their frequencies) the margin learner (signals
+sampled from the optimal scheme with a decaying obedience margin: sublinear
+regret) and the myopic baselines UCB1, Thompson sampling, Exp3, LinUCB and
+"always recommend the Sender's favourite" (linear regret: the Receiver learns
+to ignore their signals).  ``--games`` and ``--learners`` pick subsets, e.g.
+the signal-mode comparison at T = 10^5::
+
+    python benchmarks/regret_tabular.py --T 100000 --seeds 3 --T-vector 0 \
+        --learners margin-signal,ucb1,thompson,exp3,linucb,myopic  Games: the
 prosecutor and three random games (2-5 states, 2-4 actions).  Every run goes
 through ``gymnasium`` + :class:`~bpa_gym.wrappers.regret.RegretWrapper` with
 TensorBoard logs under ``OUT/tb/<game>/<learner>/seed<k>``.
@@ -44,7 +51,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `agents` from th
 
 import bpa_gym  # noqa: E402,F401  (registers the envs)
 from agents.bandits import UCB1, Exp3, LinUCB, ThompsonSampling, run_bandit  # noqa: E402
-from agents.persuasion_learner import MyopicAgent, RobustPersuasionLearner, run_vectorised  # noqa: E402
+from agents.persuasion_learner import (  # noqa: E402
+    MarginSignalLearner,
+    MyopicAgent,
+    RobustPersuasionLearner,
+    run_vectorised,
+)
 from bpa_gym.envs.tabular import TabularPersuasionEnv  # noqa: E402
 from bpa_gym.persuasion import TabularGame  # noqa: E402
 from bpa_gym.plotting import load_regret_group, plot_regret  # noqa: E402
@@ -59,9 +71,12 @@ GAMES = {
     "random-5x2": lambda: TabularGame.random(seed=15, n_states=5, n_actions=2),
 }
 
-#: learner name -> (env action mode, factory(env, T, seed))
+#: learner name -> (env action mode, factory(env, T, seed)).  Agents get seed + AGENT_SEED_OFFSET: an agent
+#: seeded like the env would draw the same uniforms as the env's state draws (correlated play).
+AGENT_SEED_OFFSET = 10_000
 LEARNERS = {
     "zu-iyer-xu": ("scheme", lambda env, T, s: RobustPersuasionLearner.from_env(env)),
+    "margin-signal": ("signal", lambda env, T, s: MarginSignalLearner.from_env(env, seed=s)),
     "ucb1": ("signal", lambda env, T, s: UCB1(env.unwrapped.num_signals, seed=s)),
     "thompson": ("signal", lambda env, T, s: ThompsonSampling(env.unwrapped.num_signals, seed=s)),
     "exp3": ("signal", lambda env, T, s: Exp3(env.unwrapped.num_signals, horizon=T, seed=s)),
@@ -75,7 +90,7 @@ def _one_run(job: tuple[str, str, int, int, str]) -> dict:
     learner, game_name, seed, T, log_dir = job
     mode, factory = LEARNERS[learner]
     env = RegretWrapper(TabularPersuasionEnv(game=GAMES[game_name](), action=mode), log_dir=log_dir)
-    agent = factory(env, T, seed)
+    agent = factory(env, T, seed + AGENT_SEED_OFFSET)
     t0 = time.perf_counter()
     stats = run_bandit(env, agent, total_steps=T, seed=seed)
     wall = time.perf_counter() - t0
@@ -123,7 +138,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out-dir", default="runs/regret_tabular", help="output folder (JSON, PNGs, TensorBoard logs)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="parallel processes")
     p.add_argument("--quick", action="store_true", help="tiny run: T=2000, 2 seeds, T-vector=50000")
+    p.add_argument("--games", default=",".join(GAMES), help=f"comma-separated subset of {', '.join(GAMES)}")
+    p.add_argument("--learners", default=",".join(LEARNERS),
+                   help=f"comma-separated subset of {', '.join(LEARNERS)}")
     args = p.parse_args(argv)
+    games = [g for g in args.games.split(",") if g]
+    learners = [ln for ln in args.learners.split(",") if ln]
+    unknown = sorted(set(games) - set(GAMES)) + sorted(set(learners) - set(LEARNERS))
+    if unknown:
+        p.error(f"unknown game(s)/learner(s) {unknown}")
     if args.quick:
         args.T, args.seeds, args.T_vector = 2000, 2, 50_000
     out = Path(args.out_dir)
@@ -131,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     T = args.T
 
     jobs = [(ln, gn, s, T, str(out / "tb" / gn / ln / f"seed{s}"))
-            for gn in GAMES for ln in LEARNERS for s in range(args.seeds)]
+            for gn in games for ln in learners for s in range(args.seeds)]
     t0 = time.perf_counter()
     if args.workers > 1:
         with get_context("fork").Pool(args.workers) as pool:
@@ -141,9 +164,9 @@ def main(argv: list[str] | None = None) -> dict:
     wall_runs = time.perf_counter() - t0
 
     rows = []
-    for gn in GAMES:
+    for gn in games:
         game = GAMES[gn]()
-        for ln in LEARNERS:
+        for ln in learners:
             rs = [r for r in runs if r["learner"] == ln and r["game"] == gn]
             R = np.array([r["R_T"] for r in rs])
             group = load_regret_group(out / "tb" / gn / ln)
@@ -155,6 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
                 "slope": loglog_slope(group["steps"], group["mean"], T),
                 "mean_reward": float(np.mean([r["mean_reward"] for r in rs])),
             })
+        if "zu-iyer-xu" not in learners or args.T_vector <= 0:
+            continue
         vec = []
         for s in range(args.seeds):
             v = run_vectorised(game, RobustPersuasionLearner(game.receiver_utility, game.sender_utility),
@@ -189,9 +214,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{len(jobs)} Gymnasium runs of T={T} in {wall_runs:.1f} s with {args.workers} worker(s)")
 
     pngs = []
-    for gn in GAMES:
-        pngs.append(str(plot_regret([out / "tb" / gn / ln for ln in LEARNERS], out / f"regret_{gn}.png", loglog=True,
-                                    labels=list(LEARNERS), title=f"{gn}: cumulative pseudo-regret, T={T}")))
+    for gn in games:
+        pngs.append(str(plot_regret([out / "tb" / gn / ln for ln in learners], out / f"regret_{gn}.png", loglog=True,
+                                    labels=learners, title=f"{gn}: cumulative pseudo-regret, T={T}")))
     result = {"args": vars(args), "rows": rows, "runs": runs, "steps_per_s": speed, "pngs": pngs,
               "tensorboard": str(out / "tb")}
     (out / "results.json").write_text(json.dumps(result, indent=2))

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, Mapping, Protocol, runtime_checkable
 
+from pydantic import Field
+
+from bpa_gym.common.validation import Arguments, PositiveInt, check
 from bpa_gym.errors import ConfigError
 from bpa_gym.persuasion import TabularGame
 
@@ -51,6 +54,11 @@ class RegretOracle(Protocol):
 Mode = Literal["scheme", "signal"]
 
 
+class _OracleArgs(Arguments):
+    mode: Mode = Field("scheme", description="'scheme' or 'signal'")
+    num_signals: PositiveInt | None = Field(None, description="an integer >= n_actions or None")
+
+
 class ExactLPOracle:
     """The exact optimum of a :class:`~bpa_gym.persuasion.TabularGame`, solved by LP.
 
@@ -76,11 +84,14 @@ class ExactLPOracle:
     name = "exact LP optimum"
 
     def __init__(self, game: TabularGame, mode: Mode = "scheme", num_signals: int | None = None) -> None:
-        if mode not in ("scheme", "signal"):
-            raise ConfigError(f"mode must be 'scheme' or 'signal', got {mode!r}")
+        args = check(_OracleArgs, "ExactLPOracle", mode=mode, num_signals=num_signals)
+        if not isinstance(game, TabularGame):
+            raise ConfigError(f"ExactLPOracle needs a bpa_gym.persuasion.TabularGame, got {game!r}")
         self.game = game
-        self.mode = mode
-        self.num_signals = int(num_signals if num_signals is not None else game.n_actions)
+        self.mode = args.mode
+        self.num_signals = game.n_actions if args.num_signals is None else args.num_signals
+        if self.num_signals < game.n_actions:
+            raise ConfigError(f"ExactLPOracle: num_signals must be >= n_actions = {game.n_actions}, got {num_signals!r}")
         self.optimum = game.optimum
         self.value = self.optimum.value
         self._state_values = self.optimum.state_values

@@ -13,7 +13,9 @@ Conventions used everywhere in bpa_gym:
 * **Ties go to the Sender.**  Among the Receiver's best responses the one
   best for the Sender is played (lowest index among equals).  An LP optimum
   leaves the Receiver exactly indifferent, so "best" is up to a tolerance of
-  :data:`BEST_RESPONSE_RTOL` times the scale ``max|receiver_utility|``: an
+  :data:`BEST_RESPONSE_RTOL` times the scale :func:`receiver_scale` (the
+  largest per-state spread ``max_a u_r − min_a u_r``, so the tolerance is
+  invariant to rescaling or shifting ``u_r``, as best responses are): an
   optimal scheme that went through float32 (an agent's action) keeps its value.
 * **Signals of probability 0** get the prior as their posterior (any choice is
   fine: they never occur and contribute nothing to the value).
@@ -36,14 +38,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Sequence
+from typing import Annotated, Sequence
+
+import warnings
 
 import numpy as np
+from pydantic import Field
 
+from bpa_gym.common.sampling import sample_categorical
+from bpa_gym.common.validation import Arguments, FiniteFloat, Int, PositiveInt, Seed, check, check_value
 from bpa_gym.errors import ConfigError
 
 #: Relative tolerance of the Receiver's best response: an action within
-#: ``BEST_RESPONSE_RTOL * max|receiver_utility|`` of the best expected utility
+#: ``BEST_RESPONSE_RTOL * receiver_scale(receiver_utility)`` of the best expected utility
 #: counts as a best response (and ties go to the Sender).  1e-7 would be enough
 #: for float64 LP round-off; float32 round-off of a scheme (agents emit float32)
 #: moves posteriors by a few 1e-8, so 1e-6 leaves a safety factor.  The most a
@@ -57,11 +64,41 @@ PRIOR_ATOL: float = 1e-9
 # --------------------------------------------------------------------------- validation
 
 
-def _as_array(name: str, value, ndim: int) -> np.ndarray:
+def as_float_array(value, name: str) -> np.ndarray:
+    """``value`` as a new float64 array, or a :class:`ConfigError` naming ``name``.
+
+    Ragged nesting, strings, objects and complex numbers are refused (numpy
+    would raise a bare error or silently drop the imaginary part).
+
+    Example:
+        >>> as_float_array([[1, 2], [3]], "scheme")
+        Traceback (most recent call last):
+        ...
+        bpa_gym.errors.ConfigError: scheme must be a rectangular array of real numbers, got [[1, 2], [3]] (ragged or non-numeric)
+    """
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":  # the common case, fast
+        return np.array(value, dtype=np.float64)
+
+    def bad(why: str) -> ConfigError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 200 else shown[:197] + "..."
+        return ConfigError(f"{name} must be a rectangular array of real numbers, got {shown} ({why})")
+
     try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a numeric array, got {value!r} ({exc})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy's ComplexWarning / ragged-array deprecations become errors
+            raw = np.asarray(value)
+    except Exception:
+        raise bad("ragged or non-numeric") from None
+    if raw.dtype.kind == "c":
+        raise bad("complex numbers")
+    if raw.dtype.kind not in "biuf":
+        raise bad("ragged or non-numeric")
+    return np.array(raw, dtype=np.float64)
+
+
+def _as_array(name: str, value, ndim: int) -> np.ndarray:
+    arr = as_float_array(value, name)
     if arr.ndim != ndim:
         shape = "(n_states,)" if ndim == 1 else "(n_states, n_actions)"
         raise ConfigError(f"{name} must have shape {shape}, got shape {arr.shape}")
@@ -134,10 +171,7 @@ def normalize_scheme(scheme, n_states: int, n_signals: int | None = None) -> np.
         >>> normalize_scheme([[1, 1], [0, 2]], 2).tolist()
         [[0.5, 0.5], [0.0, 1.0]]
     """
-    try:
-        s = np.array(scheme, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"a scheme must be a numeric array, got {scheme!r} ({exc})") from None
+    s = as_float_array(scheme, "a scheme")
     if s.ndim != 2 or s.shape[0] != n_states or (n_signals is not None and s.shape[1] != n_signals) or s.size == 0:
         want = f"({n_states}, {n_signals if n_signals is not None else 'n_signals'})"
         raise ConfigError(f"a scheme must have shape {want} (row ω = π(·|ω)), got shape {s.shape}")
@@ -199,8 +233,9 @@ def best_response(posterior, receiver_utility, sender_utility, rtol: float = BES
         posterior: Shape ``(..., n_states)``.
         receiver_utility: Shape ``(n_states, n_actions)``.
         sender_utility: Shape ``(n_states, n_actions)``.
-        rtol: Actions within ``rtol * max|receiver_utility|`` of the best
-            expected Receiver utility are best responses; among them the
+        rtol: Actions within ``rtol * receiver_scale(receiver_utility)`` of
+            the best expected Receiver utility (in units of :func:`receiver_scale`)
+            are best responses; among them the
             Sender's favourite is played (lowest index among equals).
 
     Returns:
@@ -213,8 +248,8 @@ def best_response(posterior, receiver_utility, sender_utility, rtol: float = BES
         [1, 0]
     """
     ur = np.asarray(receiver_utility, dtype=np.float64)
-    return _best_response(np.asarray(posterior, dtype=np.float64), ur, np.asarray(sender_utility, dtype=np.float64),
-                          rtol * (float(np.abs(ur).max()) or 1.0))
+    return _best_response(np.asarray(posterior, dtype=np.float64), _normalised(ur),
+                          np.asarray(sender_utility, dtype=np.float64), rtol)
 
 
 def _best_response(q: np.ndarray, ur: np.ndarray, us: np.ndarray, tol: float) -> np.ndarray:
@@ -245,6 +280,15 @@ class SchemeEvaluation:
     actions: np.ndarray
     state_values: np.ndarray
     value: float
+
+
+_Margin = Annotated[FiniteFloat, Field(ge=0, lt=1, description="a number in [0, 1)")]
+
+
+class _RandomGameArgs(Arguments):
+    seed: Seed = None
+    n_states: Annotated[Int, Field(ge=2)] = Field(3, description="an integer >= 2")
+    n_actions: Annotated[Int, Field(ge=2)] = Field(3, description="an integer >= 2")
 
 
 @dataclass(frozen=True, eq=False)
@@ -322,10 +366,9 @@ class TabularGame:
             >>> g.receiver_utility.shape, TabularGame.random(0, 4, 2).prior.tolist() == g.prior.tolist()
             ((4, 2), True)
         """
-        for name, n in (("n_states", n_states), ("n_actions", n_actions)):
-            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 2:
-                raise ConfigError(f"{name} must be an integer >= 2, got {n!r}")
-        rng = np.random.default_rng(seed)
+        args = check(_RandomGameArgs, "TabularGame.random", seed=seed, n_states=n_states, n_actions=n_actions)
+        rng = np.random.default_rng(args.seed)
+        n_states, n_actions = args.n_states, args.n_actions
         prior = rng.dirichlet(np.ones(n_states))
         prior = prior / prior.sum()
         ur = rng.random((n_states, n_actions))
@@ -347,13 +390,15 @@ class TabularGame:
     # ---- evaluation
 
     @cached_property
-    def _tol(self) -> float:
-        return BEST_RESPONSE_RTOL * (float(np.abs(self.receiver_utility).max()) or 1.0)
+    def _ur_normalised(self) -> np.ndarray:
+        # u_r shifted per state and divided by receiver_scale: same best responses, spread 1
+        return (self.receiver_utility - self.receiver_utility.min(axis=1, keepdims=True)) / receiver_scale(
+            self.receiver_utility)
 
     def best_response(self, posterior) -> np.ndarray:
         """:func:`best_response` with this game's utilities."""
-        return _best_response(np.asarray(posterior, dtype=np.float64), self.receiver_utility, self.sender_utility,
-                              self._tol)
+        return _best_response(np.asarray(posterior, dtype=np.float64), self._ur_normalised, self.sender_utility,
+                              BEST_RESPONSE_RTOL)
 
     def evaluate(self, scheme) -> SchemeEvaluation:
         """Play a scheme against the Bayesian Receiver (who knows prior and scheme).
@@ -383,7 +428,7 @@ class TabularGame:
     @cached_property
     def optimum(self) -> "OptimalScheme":
         """The optimal scheme (solved once per game, then cached)."""
-        return optimal_scheme(self.prior, self.receiver_utility, self.sender_utility)
+        return _solve(self)
 
     # ---- vectorised sampling
 
@@ -409,17 +454,15 @@ class TabularGame:
             >>> float(batch.expected_rewards[0]), bool(abs(batch.rewards.mean() - 0.6) < 0.01)
             (0.6, True)
         """
-        s = np.asarray(schemes, dtype=np.float64)
+        s = as_float_array(schemes, "schemes")
         shared = s.ndim == 2
         if shared:
-            if size is None or size < 1:
+            if size is None:
                 raise ConfigError("sample_many with a single scheme needs size >= 1 (the number of rounds)")
+            size = check_value(PositiveInt, size, "size", "TabularGame.sample_many (size >= 1: the number of rounds)")
             ev = self.evaluate(s)
-            state = _sample_index(self.prior, rng, size)
-            u = rng.random(size)
-            cum = np.cumsum(ev.scheme, axis=1)
-            cum[:, -1] = 1.0
-            signal = (u[:, None] > cum[state]).sum(axis=1)
+            state = sample_categorical(self.prior, rng, size)
+            signal = sample_categorical(ev.scheme[state], rng)
             action = ev.actions[signal]
             expected = np.full(size, ev.value)
             return SampleBatch(state, signal, action, self.sender_utility[state, action], expected)
@@ -446,19 +489,10 @@ class TabularGame:
             np.broadcast_to(self.sender_utility[None], (B,) + self.sender_utility.shape), acts[:, None, :].repeat(self.n_states, 1), axis=2
         )  # (B, S, M): u_s(ω, a_b(σ))
         expected = (joint * payoff).sum(axis=(1, 2))
-        state = _sample_index(self.prior, rng, B)
-        rows = s[np.arange(B), state]  # (B, M)
-        cum = np.cumsum(rows, axis=1)
-        cum[:, -1] = 1.0
-        signal = (rng.random(B)[:, None] > cum).sum(axis=1)
+        state = sample_categorical(self.prior, rng, B)
+        signal = sample_categorical(s[np.arange(B), state], rng)  # one signal per round, from its scheme's row
         action = acts[np.arange(B), signal]
         return SampleBatch(state, signal, action, self.sender_utility[state, action], expected)
-
-
-def _sample_index(p: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
-    cum = np.cumsum(p)
-    cum[-1] = 1.0
-    return np.searchsorted(cum, rng.random(size), side="right").clip(0, p.size - 1)
 
 
 @dataclass(frozen=True)
@@ -492,6 +526,20 @@ def no_information_value(game: TabularGame) -> float:
     return game.sender_value(np.ones((game.n_states, 1)))
 
 
+def value_of_persuasion(game: TabularGame) -> float:
+    """``V* − no_information_value(game)``: what the Sender gains from a well-chosen scheme.
+
+    Near 0 the game is trivial for learning: every policy, even "say nothing", is nearly optimal.
+
+    Example:
+        >>> value_of_persuasion(TabularGame.prosecutor())
+        0.6
+        >>> value_of_persuasion(TabularGame.random(seed=3))  # nothing to persuade about
+        0.0
+    """
+    return game.optimum.value - no_information_value(game)
+
+
 def full_information_value(game: TabularGame) -> float:
     """The Sender's value when the state is revealed (one signal per state)."""
     return game.sender_value(np.eye(game.n_states))
@@ -523,54 +571,135 @@ class OptimalScheme:
     lp_value: float
 
 
-def optimal_scheme(prior, receiver_utility, sender_utility) -> OptimalScheme:
+def optimal_scheme(prior, receiver_utility, sender_utility, margin: float = 0.0) -> OptimalScheme:
     """Solve the Sender's commitment problem exactly by linear programming.
 
-    Variables ``π(a|ω)`` (signal = recommended action).  Maximise
-    ``Σ_ω Σ_a μ(ω) π(a|ω) u_s(ω, a)`` subject to each row summing to 1 and
-    obedience: for all ``a ≠ a'``,
-    ``Σ_ω μ(ω) π(a|ω) (u_r(ω, a) − u_r(ω, a')) >= 0``.  Solved with
-    ``scipy.optimize.linprog(method="highs")``; the solution is clipped at 0
-    and row-normalised.
+    Variables are the joint probabilities ``x[ω, a] = μ(ω) π(a|ω)`` (signal =
+    recommended action).  Maximise ``Σ_ω Σ_a x[ω, a] u_s(ω, a)`` subject to
+    ``Σ_a x[ω, a] = μ(ω)``, ``x >= 0`` and obedience: for all ``a ≠ a'``,
+    ``Σ_ω x[ω, a] (u_r(ω, a) − u_r(ω, a')) >= 0``.  Solved with
+    ``scipy.optimize.linprog(method="highs")``.
+
+    **Scale invariance.**  Obedience does not change when ``u_r`` is
+    multiplied by a positive number or shifted by a constant per state, and
+    the optimal scheme does not change when ``u_s`` is.  So the LP sees both
+    tables normalised (see :func:`receiver_scale`), and each obedience row is
+    divided by its largest coefficient: utilities from 1e-9 to 1e9 give the
+    same scheme.  Joint variables keep the constraint matrix independent of
+    the prior, so priors down to 1e-12 (or exactly 0) work; ``π(·|ω)`` is
+    recovered as ``x[ω, ·] / μ(ω)``.  A state of prior 0 never occurs and
+    moves no posterior: it gets the signal whose action is best for the
+    Sender in that state (so ``state_values`` stays meaningful).
+
+    The returned value is the scheme *evaluated* by
+    :meth:`TabularGame.sender_value` (so replaying it has regret exactly 0),
+    and it is checked to be at least the no-information and the
+    full-information value.
+
+    **Obedience margin.**  With ``margin > 0`` every recommended action must
+    beat each other action by at least ``margin * receiver_scale(u_r)`` in the
+    Receiver's posterior expected utility (pairs of actions the Receiver
+    always values equally are exempt).  A Receiver that *estimates* the
+    posterior (the tabular env's signal mode) still obeys such a scheme while
+    its estimate is within the margin; the price is ``O(margin)`` of value.
 
     Args:
         prior: Shape ``(n_states,)``.
         receiver_utility: Shape ``(n_states, n_actions)``.
         sender_utility: Shape ``(n_states, n_actions)``.
+        margin: Obedience margin in ``[0, 1)``, in units of
+            :func:`receiver_scale` (default 0: the exact optimum).
 
     Returns:
-        An :class:`OptimalScheme`.
+        An :class:`OptimalScheme` (``value`` is then the margin scheme's value).
+
+    Raises:
+        ConfigError: invalid arrays (see :func:`validate_game`), or no scheme
+            has the requested margin (lower it).
 
     Example:
         >>> opt = optimal_scheme([0.5, 0.5], [[1, 0], [0, 1]], [[1, 1], [0, 0]])
         >>> opt.value  # the Sender's utility does not depend on the action
         0.5
+        >>> optimal_scheme([.7, .3], [[1e-9, 0], [0, 1e-9]], [[0, 1], [0, 1]]).value  # any scale of u_r
+        0.6
+        >>> round(optimal_scheme([.7, .3], [[1, 0], [0, 1]], [[0, 1], [0, 1]], margin=0.2).value, 6)  # P(g|convict) = .6
+        0.5
     """
+    game = TabularGame(*validate_game(prior, receiver_utility, sender_utility))
+    m = check_value(_Margin, margin, "margin", "optimal_scheme")
+    return _solve(game, m)
+
+
+def _solve(game: "TabularGame", margin: float = 0.0) -> OptimalScheme:
     from scipy.optimize import linprog
 
-    mu, ur, us = validate_game(prior, receiver_utility, sender_utility)
+    mu, ur, us = game.prior, game._ur_normalised, _normalised(game.sender_utility)
     S, A = ur.shape
-    c = -(mu[:, None] * us).ravel()
-    a_eq = np.zeros((S, S * A))
-    for w in range(S):
-        a_eq[w, w * A:(w + 1) * A] = 1.0
+    c = -us.ravel()  # x is (S, A) row-major
+    a_eq = np.kron(np.eye(S), np.ones((1, A)))
     rows = []
     for a in range(A):
         for b in range(A):
-            if a != b:
+            d = ur[:, a] - ur[:, b]
+            if a != b and np.abs(d).max() > 0:
+                d = d - margin
                 row = np.zeros((S, A))
-                row[:, a] = -mu * (ur[:, a] - ur[:, b])
+                row[:, a] = -d / float(np.abs(d).max())
                 rows.append(row.ravel())
-    res = linprog(c, A_ub=np.array(rows), b_ub=np.zeros(len(rows)), A_eq=a_eq, b_eq=np.ones(S),
-                  bounds=(0.0, 1.0), method="highs")
+    a_ub = np.array(rows) if rows else None
+    b_ub = np.zeros(len(rows)) if rows else None
+    res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=mu, bounds=(0.0, None), method="highs",
+                  options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10})
+    if res.status == 2 and margin > 0:
+        raise ConfigError(f"no scheme of this game has obedience margin {margin}; use a smaller margin")
     if res.status != 0:  # pragma: no cover - the full-information scheme is always feasible
         raise RuntimeError(f"the persuasion LP failed ({res.message}); this is a bug, please report the game")
-    scheme = np.clip(res.x.reshape(S, A), 0.0, None)
-    scheme = scheme / scheme.sum(axis=1, keepdims=True)
-    ev = TabularGame(mu, ur, us).evaluate(scheme)
+    x = np.clip(res.x.reshape(S, A), 0.0, None)
+    sums = x.sum(axis=1)
+    occurs = (mu > 0) & (sums > 0)
+    scheme = np.zeros((S, A))
+    scheme[occurs] = x[occurs] / sums[occurs, None]
+    scheme[~occurs] = 1.0 / A  # placeholder: these rows move no posterior
+    ev = game.evaluate(scheme)
+    if not occurs.all():  # never-occurring states: the signal whose response the Sender likes best there
+        best = game.sender_utility[:, ev.actions].argmax(axis=1)
+        scheme[~occurs] = np.eye(A)[best[~occurs]]
+        ev = game.evaluate(scheme)
+    spread = float(np.ptp(game.sender_utility)) or 1.0
+    floor = max(no_information_value(game), full_information_value(game))
+    if margin == 0 and ev.value < floor - 1e-9 * spread:  # pragma: no cover - guarded by the scaled-game tests
+        raise RuntimeError(
+            f"the persuasion LP returned a scheme worth {ev.value!r}, below the no-/full-information value "
+            f"{floor!r}; this is a bug, please report the game"
+        )
     for arr in (ev.scheme, ev.state_values, ev.actions):
         arr.setflags(write=False)
-    return OptimalScheme(ev.scheme, ev.value, ev.state_values, ev.actions, float(-res.fun))
+    lp_value = float((x * game.sender_utility).sum())
+    return OptimalScheme(ev.scheme, ev.value, ev.state_values, ev.actions, lp_value)
+
+
+def _normalised(u: np.ndarray) -> np.ndarray:
+    """``u`` shifted per row to min 0 and divided by the largest row spread (1 if all rows are constant)."""
+    shifted = u - u.min(axis=1, keepdims=True)
+    scale = float(shifted.max())
+    return shifted / scale if scale > 0 else shifted
+
+
+def receiver_scale(receiver_utility) -> float:
+    """The scale of the Receiver's utility that obedience sees: ``max_ω (max_a u_r − min_a u_r)``.
+
+    Best responses are invariant to a positive scale and to a per-state
+    shift of ``u_r``; so is this scale (1 when every row is constant).  The
+    best-response tolerance is :data:`BEST_RESPONSE_RTOL` times it.
+
+    Example:
+        >>> receiver_scale([[1e9 + 2, 1e9], [5, 5]])
+        2.0
+    """
+    ur = np.asarray(receiver_utility, dtype=np.float64)
+    spread = float((ur.max(axis=1) - ur.min(axis=1)).max())
+    return spread if spread > 0 else 1.0
 
 
 __all__: Sequence[str] = (
@@ -579,11 +708,14 @@ __all__: Sequence[str] = (
     "SampleBatch",
     "SchemeEvaluation",
     "TabularGame",
+    "as_float_array",
     "best_response",
     "full_information_value",
     "no_information_value",
     "normalize_scheme",
     "optimal_scheme",
     "posteriors",
+    "receiver_scale",
     "validate_game",
+    "value_of_persuasion",
 )

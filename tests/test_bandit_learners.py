@@ -10,6 +10,7 @@ import bpa_gym  # noqa: F401
 from agents.bandits import UCB1, Exp3, LinUCB, ThompsonSampling, run_bandit
 from agents.persuasion_learner import MyopicAgent, RobustPersuasionLearner, robust_scheme, run_vectorised
 from bpa_gym.envs.tabular import TabularPersuasionEnv
+from bpa_gym.errors import ConfigError
 from bpa_gym.persuasion import TabularGame
 from bpa_gym.wrappers.regret import RegretWrapper, regret_bound
 
@@ -58,10 +59,16 @@ def test_run_bandit_reports_regret_on_tabular_env():
     assert stats["final_regret"]["cumulative"] == pytest.approx(env.cumulative_regret)
 
 
+def test_exp3_samples_its_distribution():
+    agent = Exp3(3, gamma=1.0, seed=0)  # gamma = 1: uniform
+    counts = np.bincount([agent.act(0) for _ in range(3000)], minlength=3)
+    np.testing.assert_allclose(counts / 3000, 1 / 3, atol=0.04)
+
+
 def test_bandit_rejects_out_of_range_rewards():
-    with pytest.raises(ValueError, match="gaussian"):
+    with pytest.raises(ConfigError, match="gaussian"):
         ThompsonSampling(2).update(0, 0, 2.0)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
         Exp3(2).update(0, 0, -1.0)
 
 
@@ -114,10 +121,32 @@ def test_persuasion_learner_on_prosecutor_gym_env():
 
 
 def test_vectorised_learner_matches_gym_loop_in_distribution():
+    # The same learner, stepped through gymnasium + RegretWrapper and on the numpy path: same lazy-update
+    # schedule, and the same regret and reward up to sampling noise (independent seeds on each side).
+    g = TabularGame.prosecutor()
+    T, seeds = 4000, range(4)
+    gym_R, gym_r, vec_R, vec_r = [], [], [], []
+    for s in seeds:
+        env = RegretWrapper(TabularPersuasionEnv(game=g, action="scheme"))
+        learner = RobustPersuasionLearner.from_env(env)
+        stats = run_bandit(env, learner, total_steps=T, seed=s)
+        gym_R.append(stats["final_regret"]["cumulative"])
+        gym_r.append(stats["mean_reward"])
+        vec_learner = RobustPersuasionLearner(g.receiver_utility, g.sender_utility)
+        out = run_vectorised(g, vec_learner, T, seed=100 + s)
+        vec_R.append(out["cumulative_regret"][-1])
+        vec_r.append(out["mean_reward"])
+        assert out["n_solves"] == learner.n_solves == vec_learner.n_solves
+        assert out["cumulative_regret"].shape == (T,)
+    se = np.sqrt(np.var(gym_R, ddof=1) / len(seeds) + np.var(vec_R, ddof=1) / len(seeds))
+    assert abs(np.mean(gym_R) - np.mean(vec_R)) < 4 * se + 0.05 * np.mean(gym_R)
+    assert np.mean(gym_r) == pytest.approx(np.mean(vec_r), abs=0.02)
+
+
+def test_vectorised_learner_regret_is_sublinear():
     g = TabularGame.prosecutor()
     out = run_vectorised(g, RobustPersuasionLearner(g.receiver_utility, g.sender_utility), 200_000, seed=1)
     R = out["cumulative_regret"]
-    assert R.shape == (200_000,)
     # sqrt(T log T) growth: quadrupling T roughly doubles R_T (far from linear)
     assert R[-1] / R[50_000 - 1] < 2.6
     assert R[-1] < regret_bound(200_000, 2)

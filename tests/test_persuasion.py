@@ -149,7 +149,7 @@ def test_game_is_frozen_and_random_is_reproducible():
     h = TabularGame.random(7, 4, 3)
     np.testing.assert_array_equal(g.receiver_utility, h.receiver_utility)
     assert not np.array_equal(g.prior, TabularGame.random(8, 4, 3).prior)
-    with pytest.raises(ConfigError, match="n_states must be an integer >= 2"):
+    with pytest.raises(ConfigError, match="n_states = 1: must be an integer >= 2"):
         TabularGame.random(0, 1, 3)
 
 

@@ -162,3 +162,34 @@ def test_plot_regret_missing_dir(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataNotFoundError, match="no TensorBoard event files"):
         plot_regret([tmp_path / "empty"], tmp_path / "x.png")
+
+
+def test_reset_regret_clears_the_instant_regret():
+    env = RegretWrapper(TabularPersuasionEnv(game="prosecutor"))
+    reg = _play(env, np.eye(2), 3)
+    assert reg["instant"] == pytest.approx(0.3)
+    env.reset_regret()
+    assert env.regret_info() == {"t": 0, "instant": 0.0, "cumulative": 0.0, "bound": regret_bound(1, 2),
+                                 "ratio": 0.0}
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"bound_constant": float("nan")}, "bound_constant = nan"),
+    ({"bound_constant": 0}, "bound_constant = 0"),
+    ({"log_every": 2.5}, "log_every = 2.5"),
+    ({"log_every": True}, "log_every = True"),
+    ({"log_dir": 123}, "log_dir must be a path"),
+])
+def test_bad_wrapper_arguments(kwargs, match):
+    from bpa_gym.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        RegretWrapper(TabularPersuasionEnv(game="prosecutor"), **kwargs)
+
+
+def test_tensorboard_logs_are_read_by_the_cli(tmp_path):
+    from bpa_gym.cli import main
+
+    _write_run(tmp_path / "run", np.eye(2), 64, 0)
+    main(["plot-regret", str(tmp_path / "run"), "--out", str(tmp_path / "r.png"), "--loglog"])
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"

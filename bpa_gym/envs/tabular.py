@@ -6,21 +6,42 @@ Registered as ``BayesPersuasion-Tabular-v0`` (a given or random game) and
 
 from __future__ import annotations
 
-import bisect
-from typing import Any
+import warnings
+from typing import Annotated, Any, Literal, Mapping
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from pydantic import Field
 
+from bpa_gym.common.sampling import sample_categorical
+from bpa_gym.common.validation import Arguments, Bool, Int, PositiveFloat, PositiveInt, Seed, check, check_value
 from bpa_gym.errors import ConfigError
 from bpa_gym.oracles import ExactLPOracle
-from bpa_gym.persuasion import TabularGame
+from bpa_gym.persuasion import TabularGame, as_float_array, normalize_scheme, value_of_persuasion
 
-_VALID_KWARGS = (
-    "action", "game", "prior", "receiver_utility", "sender_utility", "game_seed", "n_states", "n_actions",
-    "num_signals", "episode_length", "pseudo_count", "render_mode",
-)
+#: A random game is "trivial" when the value of persuasion (V* minus the no-information value) is below this
+#: fraction of the Sender's utility range: there is almost nothing to learn, and the env warns.
+TRIVIAL_PERSUASION_GAIN: float = 0.01
+
+_AtLeastTwo = Annotated[Int, Field(ge=2)]
+
+
+class TabularEnvArgs(Arguments):
+    """The keyword arguments of :class:`TabularPersuasionEnv` (checked in one place)."""
+
+    action: Literal["scheme", "signal"] = Field("scheme", description="'scheme' or 'signal'")
+    game: Any = None
+    prior: Any = None
+    receiver_utility: Any = None
+    sender_utility: Any = None
+    game_seed: Seed = None
+    n_states: _AtLeastTwo | None = Field(None, description="an integer >= 2 (or None for 3)")
+    n_actions: _AtLeastTwo | None = Field(None, description="an integer >= 2 (or None for 3)")
+    num_signals: PositiveInt | None = Field(None, description="an integer >= n_actions (or None for n_actions)")
+    episode_length: PositiveInt = 1
+    pseudo_count: PositiveFloat = 1.0
+    render_mode: Literal["ansi"] | None = Field(None, description="None or 'ansi'")
 
 
 class TabularPersuasionEnv(gym.Env):
@@ -34,9 +55,12 @@ class TabularPersuasionEnv(gym.Env):
     **Action modes** (``action=``):
 
     * ``"scheme"``: each step the agent commits to a scheme, a
-      ``Box(0, 1, (n_states, num_signals), float32)``; rows are normalised, and
-      a row with a negative or non-finite entry or zero sum raises
-      :class:`~bpa_gym.errors.ConfigError` (never silently fixed).  The env
+      ``Box(0, 1, (n_states, num_signals), float32)``.  **Every action in the
+      space is a valid scheme** (see :meth:`scheme_of`): rows are normalised
+      and an all-zero row is the uniform row (that state reveals nothing), so
+      standard agents (SB3 PPO/SAC) can act anywhere in the box.  Rows of any
+      positive scale are accepted too; a negative or non-finite entry (outside
+      the space) raises :class:`~bpa_gym.errors.ConfigError`.  The env
       draws ``ω ~ prior`` and ``σ ~ π(·|ω)``; the Bayesian Receiver, who knows
       the prior and the committed scheme, best-responds to ``μ(·|σ)``
       (Sender-favoured ties); reward ``= u_s(ω, a)``.  The observation is the
@@ -45,13 +69,28 @@ class TabularPersuasionEnv(gym.Env):
       (learners of the prior read it there).
     * ``"signal"``: the agent observes the state (``Discrete(n_states)``) and
       sends a signal (``Discrete(num_signals)``).  The Receiver does not see
-      the agent's policy; it learns it from the (state, signal) pairs of all
+      the agent's policy; it *learns* it from the (state, signal) pairs of all
       previous steps: ``π̂(σ|ω) = (n(ω, σ) + α) / (n(ω) + α m)`` with
       pseudo-count ``α = pseudo_count`` (default 1, a uniform Laplace prior),
       forms ``μ̂(ω|σ) ∝ prior(ω) π̂(σ|ω)`` with the known prior, and
       best-responds (Sender-favoured ties).  The current pair is added to the
       counts after the Receiver acts.  So myopic lying ("always recommend
-      convict") stops working: the signal becomes uninformative.
+      convict") stops working: the signal becomes uninformative, and every
+      myopic bandit earns the no-information value.  **Honest caveat:** the
+      exact LP-optimal scheme leaves the Bayesian Receiver exactly
+      indifferent, so this *estimating* Receiver sits on a knife edge and
+      obeys or not depending on which side of the threshold its estimate
+      wanders: sampling signals from the exact optimum earns anywhere from
+      about 0 to ``V*`` depending on the seed (about half of ``V* = 0.6`` on
+      average on the prosecutor).  ``V*`` is reachable only in the limit, with a margin that
+      shrinks as the Receiver's estimate sharpens; the reference learner
+      ``agents/persuasion_learner.py:MarginSignalLearner`` does exactly that
+      and has sublinear regret (``benchmarks/regret_tabular.py``).
+
+    **Value of persuasion.**  ``value_of_persuasion`` is ``V*`` minus the
+    no-information value.  A random game where it is below
+    :data:`TRIVIAL_PERSUASION_GAIN` of the Sender's utility range (e.g.
+    ``game_seed=3``: 0) is trivial to "learn" and the env warns.
 
     **Episodes.**  An episode is ``episode_length`` rounds (default 1); the
     last one returns ``terminated=True``.  The Receiver's memory (the counts)
@@ -73,6 +112,7 @@ class TabularPersuasionEnv(gym.Env):
 
     Attributes:
         game: The :class:`~bpa_gym.persuasion.TabularGame`.
+        value_of_persuasion: ``V*`` minus the no-information value.
         action_mode: ``"scheme"`` or ``"signal"``.
         num_signals: ``m``, the number of signals (default ``n_actions``; may
             be larger, never smaller).  The regret bound uses it.
@@ -104,41 +144,40 @@ class TabularPersuasionEnv(gym.Env):
         render_mode: str | None = None,
         **unknown: Any,
     ) -> None:
-        if unknown:
-            raise ConfigError(
-                f"unknown keyword(s) {sorted(unknown)} for the tabular persuasion env; valid keywords: "
-                f"{', '.join(_VALID_KWARGS)}"
-            )
-        if action not in ("scheme", "signal"):
-            raise ConfigError(f"action must be 'scheme' (commit to a scheme) or 'signal' (send a signal), got {action!r}")
-        self.game = _build_game(game, prior, receiver_utility, sender_utility, game_seed, n_states, n_actions)
-        self.action_mode = action
-        m = self.game.n_actions if num_signals is None else num_signals
-        if not isinstance(m, (int, np.integer)) or isinstance(m, bool) or m < self.game.n_actions:
+        args = check(TabularEnvArgs, "tabular persuasion env", action=action, game=game, prior=prior,
+                     receiver_utility=receiver_utility, sender_utility=sender_utility, game_seed=game_seed,
+                     n_states=n_states, n_actions=n_actions, num_signals=num_signals,
+                     episode_length=episode_length, pseudo_count=pseudo_count, render_mode=render_mode, **unknown)
+        self.game = _build_game(args)
+        self.action_mode = args.action
+        m = self.game.n_actions if args.num_signals is None else args.num_signals
+        if m < self.game.n_actions:
             raise ConfigError(
                 f"num_signals must be an integer >= n_actions = {self.game.n_actions} (the revelation principle "
                 f"needs one signal per action), got {num_signals!r}"
             )
         self.num_signals = int(m)
-        if not isinstance(episode_length, (int, np.integer)) or isinstance(episode_length, bool) or episode_length < 1:
-            raise ConfigError(f"episode_length must be an integer >= 1, got {episode_length!r}")
-        self.episode_length = int(episode_length)
-        if not (isinstance(pseudo_count, (int, float, np.floating)) and np.isfinite(pseudo_count) and pseudo_count > 0):
-            raise ConfigError(f"pseudo_count must be a finite number > 0 (1 = Laplace), got {pseudo_count!r}")
-        self.pseudo_count = float(pseudo_count)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ConfigError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        self.render_mode = render_mode
+        self.episode_length = args.episode_length
+        self.pseudo_count = args.pseudo_count
+        self.render_mode = args.render_mode
+        self.value_of_persuasion = value_of_persuasion(self.game)
+        if args.game is None and args.prior is None:  # a random game: say when there is nothing to persuade
+            spread = float(np.ptp(self.game.sender_utility)) or 1.0
+            if self.value_of_persuasion < TRIVIAL_PERSUASION_GAIN * spread:
+                warnings.warn(
+                    f"random game game_seed={args.game_seed if args.game_seed is not None else 0} is trivial: the "
+                    f"value of persuasion V* - V(no information) = {self.value_of_persuasion:.3g} (V* = "
+                    f"{self.game.optimum.value:.4g}); every learner looks optimal here. Pick another game_seed.",
+                    stacklevel=2,
+                )
 
         S, M = self.game.n_states, self.num_signals
-        if action == "scheme":
+        if self.action_mode == "scheme":
             self.observation_space = spaces.Discrete(1)
             self.action_space = spaces.Box(0.0, 1.0, shape=(S, M), dtype=np.float32)
         else:
             self.observation_space = spaces.Discrete(S)
             self.action_space = spaces.Discrete(M)
-        self._cum_prior = np.cumsum(self.game.prior).tolist()
-        self._cum_prior[-1] = 1.0
         self._counts = np.zeros((S, M))
         self._n_state = np.zeros(S)
         self._state: int | None = None
@@ -150,12 +189,19 @@ class TabularPersuasionEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start an episode; ``seed`` or ``options={"clear_history": True}`` clears the Receiver's memory."""
-        super().reset(seed=seed)
+        if seed is not None:
+            check_value(Seed, seed, "seed", "TabularPersuasionEnv.reset()")
+        if options is not None and not isinstance(options, Mapping):
+            raise ConfigError(f"TabularPersuasionEnv.reset(): options must be a dict or None, got {options!r}; "
+                              "the only option is 'clear_history' (True/False)")
         options = dict(options or {})
         bad = set(options) - {"clear_history"}
         if bad:
             raise ConfigError(f"unknown reset option(s) {sorted(bad)}; the only option is 'clear_history'")
-        if seed is not None or options.get("clear_history", False):
+        clear = "clear_history" in options and check_value(Bool, options["clear_history"],
+                                                           "options['clear_history']", "TabularPersuasionEnv.reset()")
+        super().reset(seed=seed)
+        if seed is not None or clear:
             self._counts[:] = 0.0
             self._n_state[:] = 0.0
         self._round = 0
@@ -168,20 +214,9 @@ class TabularPersuasionEnv(gym.Env):
             raise ConfigError("step() called before reset() or after the episode ended; call env.reset() first")
         g = self.game
         if self.action_mode == "scheme":
-            if np.shape(action) != (g.n_states, self.num_signals):
-                raise ConfigError(
-                    f"a scheme action must have shape ({g.n_states}, {self.num_signals}) (row ω = π(·|ω)), "
-                    f"got shape {np.shape(action)}"
-                )
-            ev = g.evaluate(action)
+            ev = g.evaluate(self.scheme_of(action))
             state = self._draw_state()
-            row = ev.scheme[state].tolist()
-            u, signal, acc = self.np_random.random(), 0, row[0]
-            while signal < self.num_signals - 1 and (u >= acc or row[signal] == 0.0):
-                signal += 1
-                acc += row[signal]
-            if row[signal] == 0.0:  # u beyond the rounded total: take the last signal of positive probability
-                signal = max(i for i, x in enumerate(row) if x > 0.0)
+            signal = sample_categorical(ev.scheme[state], self.np_random)
             receiver_action = int(ev.actions[signal])
             posterior = ev.posteriors[signal].copy()
             reward = float(g.sender_utility[state, receiver_action])
@@ -226,6 +261,29 @@ class TabularPersuasionEnv(gym.Env):
         return (f"state={st} signal={i['signal']} receiver_action={act} "
                 f"posterior={np.round(i['posterior'], 3).tolist()} expected_reward={i['expected_reward']:.4f}")
 
+    def scheme_of(self, action) -> np.ndarray:
+        """Scheme mode: the scheme an action commits to (row-normalised, ``(n_states, num_signals)``).
+
+        Every action of the declared space ``Box(0, 1, (n_states, num_signals))`` is a valid scheme: row
+        ``ω`` is normalised to sum to 1, and a row of zeros means the uniform row (state ``ω`` reveals
+        nothing).  Rows may have any positive scale.  A negative or non-finite entry, a wrong shape, or a
+        non-numeric array lies outside the space and raises :class:`~bpa_gym.errors.ConfigError`.
+
+        Example:
+            >>> env = TabularPersuasionEnv(game="prosecutor")
+            >>> env.scheme_of([[0.0, 0.0], [0.0, 0.5]]).tolist()
+            [[0.5, 0.5], [0.0, 1.0]]
+        """
+        arr = as_float_array(action, "a scheme action")
+        shape = (self.game.n_states, self.num_signals)
+        if arr.shape != shape:
+            raise ConfigError(f"a scheme action must have shape {shape} (row ω = π(·|ω)), got shape {arr.shape}")
+        zero = arr.sum(axis=1) == 0
+        if zero.any() and np.isfinite(arr).all() and arr.min() >= 0:
+            arr = arr.copy()
+            arr[zero] = 1.0  # an all-zero row is the uniform row
+        return normalize_scheme(arr, self.game.n_states, self.num_signals)
+
     # ---------------------------------------------------------------- regret
 
     def regret_oracle(self) -> ExactLPOracle:
@@ -240,7 +298,7 @@ class TabularPersuasionEnv(gym.Env):
     # ---------------------------------------------------------------- helpers
 
     def _draw_state(self) -> int:
-        return min(bisect.bisect_right(self._cum_prior, self.np_random.random()), self.game.n_states - 1)
+        return sample_categorical(self.game.prior, self.np_random)
 
     def _observe(self, draw: bool = True):
         if self.action_mode == "scheme":
@@ -253,32 +311,33 @@ class TabularPersuasionEnv(gym.Env):
 def _as_signal(action, m: int) -> int:
     try:
         sig = int(action)
-        ok = np.ndim(action) == 0 and sig == action
-    except (TypeError, ValueError):
+        ok = np.ndim(action) == 0 and not isinstance(action, (bool, np.bool_)) and sig == action
+    except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok or not 0 <= sig < m:
         raise ConfigError(f"a signal action must be an integer in 0..{m - 1}, got {action!r}")
     return sig
 
 
-def _build_game(game, prior, receiver_utility, sender_utility, game_seed, n_states, n_actions) -> TabularGame:
-    explicit = [x is not None for x in (prior, receiver_utility, sender_utility)]
-    random_kw = [k for k, v in (("game_seed", game_seed), ("n_states", n_states), ("n_actions", n_actions))
-                 if v is not None]
-    if game is not None:
-        if any(explicit) or random_kw:
-            extra = [k for k, e in zip(("prior", "receiver_utility", "sender_utility"), explicit) if e] + random_kw
+def _build_game(args: TabularEnvArgs) -> TabularGame:
+    explicit = {k: getattr(args, k) is not None for k in ("prior", "receiver_utility", "sender_utility")}
+    random_kw = [k for k in ("game_seed", "n_states", "n_actions") if getattr(args, k) is not None]
+    if args.game is not None:
+        if any(explicit.values()) or random_kw:
+            extra = [k for k, e in explicit.items() if e] + random_kw
             raise ConfigError(f"pass either game= or the game's arrays/random-game keywords, not both (got game and {extra})")
-        if isinstance(game, TabularGame):
-            return game
-        if game == "prosecutor":
+        if isinstance(args.game, TabularGame):
+            return args.game
+        if isinstance(args.game, str) and args.game == "prosecutor":
             return TabularGame.prosecutor()
-        raise ConfigError(f"game must be a bpa_gym.persuasion.TabularGame or 'prosecutor', got {game!r}")
-    if any(explicit):
-        if not all(explicit):
-            missing = [k for k, e in zip(("prior", "receiver_utility", "sender_utility"), explicit) if not e]
+        raise ConfigError(f"game must be a bpa_gym.persuasion.TabularGame or 'prosecutor', got {args.game!r}")
+    if any(explicit.values()):
+        if not all(explicit.values()):
+            missing = [k for k, e in explicit.items() if not e]
             raise ConfigError(f"an explicit game needs prior, receiver_utility and sender_utility; missing {missing}")
         if random_kw:
             raise ConfigError(f"{random_kw} only apply to random games; drop them or drop the explicit arrays")
-        return TabularGame(prior, receiver_utility, sender_utility)
-    return TabularGame.random(0 if game_seed is None else game_seed, n_states or 3, n_actions or 3)
+        return TabularGame(args.prior, args.receiver_utility, args.sender_utility)
+    return TabularGame.random(0 if args.game_seed is None else args.game_seed,
+                              3 if args.n_states is None else args.n_states,
+                              3 if args.n_actions is None else args.n_actions)

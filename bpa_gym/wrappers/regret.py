@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import math
 import os
-import time
 
 import gymnasium as gym
 
+from bpa_gym.common.validation import Arguments, PositiveFloat, PositiveInt, check
 from bpa_gym.errors import ConfigError, OracleUnavailableError
 from bpa_gym.oracles import RegretOracle
 
@@ -40,6 +40,11 @@ from bpa_gym.oracles import RegretOracle
 TB_TAGS: tuple[str, ...] = ("regret/cumulative", "regret/bound", "regret/ratio", "reward/mean")
 
 _ORACLE_ENVS = "BayesPersuasion-Tabular-v0 and BayesPersuasion-Prosecutor-v0 (exact LP)"
+
+
+class _RegretWrapperArgs(Arguments):
+    bound_constant: PositiveFloat = 1.0
+    log_every: PositiveInt = 100
 
 
 def regret_bound(t: int, num_signals: int, bound_constant: float = 1.0) -> float:
@@ -61,7 +66,8 @@ class RegretWrapper(gym.Wrapper):
         bound_constant: ``c`` of the bound ``c · m^{3/2} · sqrt(T log T)`` (> 0).
         log_dir: If set, TensorBoard scalars ``regret/cumulative``,
             ``regret/bound``, ``regret/ratio`` and ``reward/mean`` (running mean
-            of the sampled reward) are written there, with the step count as
+            of the sampled reward) are written there by
+            ``torch.utils.tensorboard.SummaryWriter``, with the step count as
             the step.  Flushed on :meth:`close`.
         oracle: A :class:`~bpa_gym.oracles.RegretOracle` to use instead.
         log_every: Log every this many steps, and also at every power of two
@@ -82,10 +88,9 @@ class RegretWrapper(gym.Wrapper):
         log_every: int = 100,
     ) -> None:
         super().__init__(env)
-        if not (isinstance(bound_constant, (int, float)) and math.isfinite(bound_constant) and bound_constant > 0):
-            raise ConfigError(f"bound_constant must be a finite number > 0, got {bound_constant!r}")
-        if not isinstance(log_every, int) or isinstance(log_every, bool) or log_every < 1:
-            raise ConfigError(f"log_every must be an integer >= 1, got {log_every!r}")
+        args = check(_RegretWrapperArgs, "RegretWrapper", bound_constant=bound_constant, log_every=log_every)
+        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
+            raise ConfigError(f"RegretWrapper: log_dir must be a path (str or os.PathLike) or None, got {log_dir!r}")
         if oracle is None:
             oracle = _oracle_of(env)
         if not isinstance(oracle, RegretOracle):
@@ -94,15 +99,14 @@ class RegretWrapper(gym.Wrapper):
                 "instant_regret(action, info), describe())"
             )
         self.oracle = oracle
-        self.bound_constant = float(bound_constant)
-        self.log_every = log_every
+        self.bound_constant = args.bound_constant
+        self.log_every = args.log_every
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self._writer = None
         if self.log_dir is not None:
-            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+            from torch.utils.tensorboard import SummaryWriter
 
-            os.makedirs(self.log_dir, exist_ok=True)
-            self._writer = EventFileWriter(self.log_dir)
+            self._writer = SummaryWriter(self.log_dir)
         self.reset_regret()
 
     @property
@@ -118,6 +122,7 @@ class RegretWrapper(gym.Wrapper):
     def reset_regret(self) -> None:
         """Restart the regret count (``t = 0``); the env itself is untouched."""
         self.t = 0
+        self._instant = 0.0
         self.cumulative_regret = 0.0
         self.reward_sum = 0.0
         self._last_logged = 0
@@ -127,7 +132,7 @@ class RegretWrapper(gym.Wrapper):
         bound = regret_bound(max(self.t, 1), self.num_signals, self.bound_constant)
         return {
             "t": self.t,
-            "instant": getattr(self, "_instant", 0.0),
+            "instant": self._instant,
             "cumulative": self.cumulative_regret,
             "bound": bound,
             "ratio": self.cumulative_regret / bound,
@@ -146,16 +151,9 @@ class RegretWrapper(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
     def _log(self, reg: dict[str, float]) -> None:
-        from tensorboard.compat.proto.event_pb2 import Event
-        from tensorboard.compat.proto.summary_pb2 import Summary
-
-        values = [
-            Summary.Value(tag="regret/cumulative", simple_value=reg["cumulative"]),
-            Summary.Value(tag="regret/bound", simple_value=reg["bound"]),
-            Summary.Value(tag="regret/ratio", simple_value=reg["ratio"]),
-            Summary.Value(tag="reward/mean", simple_value=self.reward_sum / max(self.t, 1)),
-        ]
-        self._writer.add_event(Event(wall_time=time.time(), step=self.t, summary=Summary(value=values)))
+        values = (reg["cumulative"], reg["bound"], reg["ratio"], self.reward_sum / max(self.t, 1))
+        for tag, value in zip(TB_TAGS, values):
+            self._writer.add_scalar(tag, value, global_step=self.t)
         self._last_logged = self.t
 
     def close(self) -> None:
