@@ -4,4 +4,5 @@ from bpa_gym.wrappers.regret import RegretWrapper, regret_bound
 from bpa_gym.wrappers.token_ids import TokenIdsObservation
 from bpa_gym.wrappers.vector_regret import VectorRegretWrapper
 
-__all__ = ["RegretWrapper", "TokenIdsObservation", "VectorRegretWrapper", "regret_bound"]
+__all__ = ["RegretWrapper", "TokenIdsObservation", "regret_bound"]
+__all__ += ["VectorRegretWrapper"]
