@@ -8,7 +8,9 @@ plays one round against the Receiver and returns its correctness.
 from __future__ import annotations
 
 import inspect
+import multiprocessing
 import os
+import sys
 from typing import Any, Literal, Sequence
 
 import gymnasium as gym
@@ -135,6 +137,37 @@ def default_signal_library(task: str) -> tuple[str, ...]:
         True
     """
     return tuple(_DEFAULT_LIBRARIES.get(task, MATH_SIGNALS))
+
+
+def refuse_fork_after_torch(owner: str) -> None:
+    """Raise a :class:`ConfigError` when an ``AsyncVectorEnv`` is about to fork a process that loaded torch.
+
+    ``gym.make_vec(ID, N, vectorization_mode="async")`` builds one env in the
+    parent, then starts its workers with the default start method, ``fork``
+    on Linux.  Once torch has run a parallel op in the parent, its OpenMP
+    thread pool does not survive ``fork``: a worker's first torch op (an HF
+    Receiver's ``generate``) hangs forever.  Gymnasium gives an env spec no
+    way to choose the start method, so the LLM envs refuse this combination
+    at construction (in the parent, before any fork) with the two fixes.
+    """
+    if "torch" not in sys.modules:
+        return
+    from gymnasium.vector import AsyncVectorEnv
+
+    frame = sys._getframe(1)
+    for _ in range(16):  # make_vec -> AsyncVectorEnv.__init__ -> env_fns[0]() -> make -> ... -> here
+        frame = frame.f_back
+        if frame is None:
+            return
+        if frame.f_code.co_name == "__init__" and isinstance(frame.f_locals.get("self"), AsyncVectorEnv):
+            context = frame.f_locals.get("context")
+            if multiprocessing.get_context(context).get_start_method() == "fork":
+                raise ConfigError(
+                    f"{owner}: gym.make_vec(..., vectorization_mode='async') would fork this process after torch "
+                    "was loaded; torch's OpenMP threads do not survive fork and the workers hang on their first "
+                    "torch op. Use vectorization_mode='vector_entry_point' (the native vector env: one Receiver "
+                    "batch per step, no subprocesses) or pass vector_kwargs={'context': 'spawn'}")
+            return
 
 
 class ItemOrder:
@@ -276,6 +309,7 @@ class BayesPersuasionLLMEnv(gym.Env):
                      template=template, shuffle=shuffle, receiver_kwargs=receiver_kwargs, oracle_table=oracle_table,
                      render_mode=render_mode, **unknown)
         check(LLMEnvArgs, type(self).__name__, **given)
+        refuse_fork_after_torch(type(self).__name__)
 
         self.task = make_task(task, data_dir=data_dir)
         if split not in self.task.splits:
