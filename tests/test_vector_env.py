@@ -25,15 +25,17 @@ class CountingReceiver:
 
     name = "counting"
 
-    def __init__(self):
+    def __init__(self, golds: dict[str, str] | None = None):
         self.batches: list[int] = []
+        self.golds = golds or {}  # question -> gold: answered right when advised 'step by step'
 
     def generate(self, prompts):
         self.batches.append(len(prompts))
         out = []
         for messages in prompts:
             content = messages[-1]["content"]
-            out.append(Generation("The answer is 18." if "step by step" in content.lower() else "maybe 3",
+            gold = next((g for q, g in self.golds.items() if q in content), "18")
+            out.append(Generation(f"The answer is {gold}." if "step by step" in content.lower() else "no idea",
                                   latency_s=0.0, prompt_tokens=len(content), completion_tokens=4,
                                   finish_reason="stop"))
         return out
@@ -209,3 +211,40 @@ def test_item_order_matches_single_env(n_items, shuffle, seed, draws):
     assert seq == [order.next(rng) for _ in range(draws)]
     passes = [sorted(seq[i:i + n_items]) for i in range(0, draws - n_items + 1, n_items)]
     assert all(p == list(range(n_items)) for p in passes)  # every pass plays each item once
+
+
+def test_trl_reward_goes_through_vector_env_and_equals_game_play(shared_data_dir):
+    """The TRL reward plays each batch as one vector step: same rewards as game.play, any completion text
+    (longer than the env's max_signal_length, non-BMP characters) still played, one Receiver call per batch."""
+    from bpa_gym.envs.llm_vector import BatchPlayer
+    from bpa_gym.integrations.trl import make_reward_fn
+
+    from bpa_gym.tasks.gsm8k import GSM8KTask
+
+    items = GSM8KTask(data_dir=shared_data_dir).load("test")[:5]
+    receiver = CountingReceiver({it.question: it.gold for it in items})
+    env = gym.make(GSM8K, receiver=receiver, data_dir=shared_data_dir, subset_size=5, signals="text")
+    completions = ["think step by step", "guess", "x" * 900 + " step by step", "🙂 step by step", ""]
+    ids = [it.id for it in items]
+    reward = make_reward_fn(env)
+    assert isinstance(reward._player, BatchPlayer)
+    got = reward(["p"] * 5, completions, item_id=ids)
+    expected = [o.reward for o in env.unwrapped.game.play(items, completions)]
+    assert got == expected == [1.0, 0.0, 1.0, 1.0, 0.0]
+    assert receiver.batches == [5, 5]
+    reward(["p"] * 2, completions[:2], item_id=ids[:2])
+    assert receiver.batches[-1] == 2
+
+
+def test_oracle_table_built_through_vector_env_keeps_batches(shared_data_dir):
+    from bpa_gym.oracle_table import build_oracle_table
+
+    receiver = CountingReceiver()
+    env = gym.make(GSM8K, receiver=receiver, data_dir=shared_data_dir, subset_size=3)
+    base = env.unwrapped
+    table = build_oracle_table(env, batch_size=16)
+    m = len(base.signal_library)
+    assert receiver.batches == [16] * (3 * m // 16) + ([3 * m % 16] if 3 * m % 16 else [])
+    for i, item in enumerate(base.items):
+        direct = base.game.play([item] * m, list(base.signal_library))
+        assert table.rewards[i].tolist() == [o.reward for o in direct]

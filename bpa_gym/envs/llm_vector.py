@@ -73,7 +73,7 @@ from bpa_gym.envs.llm import BayesPersuasionLLMEnv, ItemOrder
 from bpa_gym.errors import ConfigError
 from bpa_gym.types import Item
 
-__all__ = ["BayesPersuasionLLMVectorEnv", "IdentityVectorEnv"]
+__all__ = ["BatchPlayer", "BayesPersuasionLLMVectorEnv", "IdentityVectorEnv"]
 
 
 class BayesPersuasionLLMVectorEnv(VectorEnv):
@@ -106,16 +106,24 @@ class BayesPersuasionLLMVectorEnv(VectorEnv):
         self._owns_env = True
 
     @classmethod
-    def from_env(cls, env: gym.Env, num_envs: int, signals: Literal["discrete", "text"] | None = None
-                 ) -> "BayesPersuasionLLMVectorEnv":
+    def from_env(cls, env: gym.Env, num_envs: int, signals: Literal["discrete", "text"] | None = None, *,
+                 max_signal_length: int | None = None) -> "BayesPersuasionLLMVectorEnv":
         """A vector env over the same game (Receiver, task, items) as a single LLM env; nothing is reloaded.
+
+        This is the public way to play given items with given signals in one
+        Receiver batch (``bpa-gym eval``, oracle tables and the TRL reward use
+        it): ``reset(options={"items": items})`` then ``step(actions)``.
 
         Args:
             env: A bpa_gym LLM env (wrapped or not).
             num_envs: N.
-            signals: ``"text"`` to send free-text signals through an env made
-                with discrete ones (e.g. to evaluate a custom signal); default:
-                the env's own mode.
+            signals: ``"text"`` to send free-text signals, also through an env
+                made with discrete ones (e.g. to evaluate a custom signal);
+                default: the env's own mode.  A ``"text"`` view takes any
+                string of at most ``max_signal_length`` characters as an action
+                (what a text generator writes, unfiltered).
+            max_signal_length: Longest text action of a ``"text"`` view
+                (``None``: no limit).
 
         Example:
             >>> import gymnasium as gym, bpa_gym
@@ -133,12 +141,17 @@ class BayesPersuasionLLMVectorEnv(VectorEnv):
             raise ConfigError(f"signals must be 'discrete', 'text' or None (the env's mode), got {signals!r}")
         if signals == "discrete" and base.signal_library is None:
             raise ConfigError("this env takes free-text signals and has no signal library; use signals='text'")
+        if max_signal_length is not None and (isinstance(max_signal_length, bool)
+                                              or not isinstance(max_signal_length, int) or max_signal_length < 1):
+            raise ConfigError(f"max_signal_length must be an integer >= 1 or None, got {max_signal_length!r:.40}")
         self = cls.__new__(cls)
-        self._init(base, num_envs, signals)
+        self._init(base, num_envs, signals, text_view=(signals or base.signal_mode) == "text",
+                   max_signal_length=max_signal_length)
         self._owns_env = False  # closing the view leaves the caller's env open
         return self
 
-    def _init(self, env: BayesPersuasionLLMEnv, num_envs: Any, signals: str | None) -> None:
+    def _init(self, env: BayesPersuasionLLMEnv, num_envs: Any, signals: str | None, text_view: bool = False,
+              max_signal_length: int | None = None) -> None:
         if isinstance(num_envs, (bool, np.bool_)) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ConfigError(f"{type(self).__name__}: invalid argument\n  - num_envs = {num_envs!r:.40}: must be "
                               "an integer >= 1")
@@ -151,16 +164,20 @@ class BayesPersuasionLLMVectorEnv(VectorEnv):
         self.metadata = dict(self.metadata)
         self.single_observation_space = env.observation_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        if self.signal_mode == env.signal_mode:
+        self._text_view = text_view
+        self._max_signal_length = max_signal_length
+        if not text_view:
             self.single_action_space = env.action_space
-        else:  # a text view of a discrete env
-            self.single_action_space = spaces.Text(512, min_length=0, charset=_printable())
+        else:  # declared for sampling; _signal_text accepts any string up to max_signal_length
+            length = max_signal_length or (env.action_space.max_length if env.signal_mode == "text" else 512)
+            self.single_action_space = spaces.Text(length, min_length=0, charset=_printable())
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._orders = [ItemOrder(len(env.items), env.shuffle) for _ in range(self.num_envs)]
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
         self._current: list[Item | None] = [None] * self.num_envs
         self._current_index: list[int | None] = [None] * self.num_envs
         self.closed = False
+        self.last_outcomes: list = []
 
     # ------------------------------------------------------------ properties
     @property
@@ -235,7 +252,8 @@ class BayesPersuasionLLMVectorEnv(VectorEnv):
         actions = self._action_list(actions)
         signals = [self._signal_text(a, i) for i, a in enumerate(actions)]
         items: list[Item] = list(self._current)  # type: ignore[arg-type]
-        outcomes = self.env.game.play(items, signals)  # one batch; a Receiver failure raises ReceiverError
+        # one batch; a Receiver failure raises ReceiverError, as in the single env (never a reward 0)
+        outcomes = self.env.game.play(items, signals, on_error="raise")
         rewards = np.array([o.reward for o in outcomes], dtype=np.float64)
         infos: dict[str, Any] = {}
         for i, (item, outcome) in enumerate(zip(items, outcomes)):
@@ -246,7 +264,7 @@ class BayesPersuasionLLMVectorEnv(VectorEnv):
             index = self._orders[i].next(self._rng(i))
             self._current[i], self._current_index[i] = self.items[index], index
             infos = self._add_info(infos, self._reset_info(i), i)
-        self._last = list(zip(items, outcomes))
+        self.last_outcomes = outcomes
         terminated = np.ones(self.num_envs, dtype=np.bool_)
         truncated = np.zeros(self.num_envs, dtype=np.bool_)
         return self._observations(), rewards, terminated, truncated, infos
@@ -255,13 +273,13 @@ class BayesPersuasionLLMVectorEnv(VectorEnv):
         """``"ansi"``: one line block per sub-env (its current item and last play)."""
         if self.render_mode != "ansi":
             return None
-        last = getattr(self, "_last", None) or [None] * self.num_envs
+        last = self.last_outcomes or [None] * self.num_envs
         out = []
         for i in range(self.num_envs):
             item = self._current[i]
             text = "(not reset)" if item is None else f"item {item.id}: {item.question}"
             if last[i] is not None:
-                o = last[i][1]
+                o = last[i]
                 text = (f"played {o.item_id}: signal {o.signal or '(none)'!s}; receiver: {o.response}; "
                         f"reward={o.reward}\n") + text
             out.append(text)
@@ -344,14 +362,65 @@ class BayesPersuasionLLMVectorEnv(VectorEnv):
 
     def _signal_text(self, action: Any, i: int) -> str:
         try:
-            if self.signal_mode == self.env.signal_mode:
+            if not self._text_view:
                 return self.env.signal_text(action)  # the single env's checks and messages
-            if isinstance(action, str) and self.single_action_space.contains(action):
-                return action
-            raise ConfigError(f"text action {action!r:.60} is outside the action space: pass a printable string of "
-                              f"at most {self.single_action_space.max_length} characters")
+            if not isinstance(action, str):
+                raise ConfigError(f"text action {action!r:.60} is not a string but {type(action).__name__}")
+            if self._max_signal_length is not None and len(action) > self._max_signal_length:
+                raise ConfigError(f"text action has {len(action)} characters (max_signal_length="
+                                  f"{self._max_signal_length})")
+            return action
         except ConfigError as e:
             raise ConfigError(f"sub-env {i}: {e}") from None
+
+
+class BatchPlayer:
+    """Play given items with given actions through vector views of one env: one Receiver batch per call.
+
+    For batch consumers whose batch size varies (the TRL reward, ``bpa-gym
+    eval``, oracle tables): a call with B pairs resets a B-env view
+    (:meth:`BayesPersuasionLLMVectorEnv.from_env`, cached per B) on the items
+    (``options={"items": items}``) and steps it once.
+
+    Args:
+        env: A bpa_gym LLM env (wrapped or not).
+        signals: The views' signal mode (see :meth:`BayesPersuasionLLMVectorEnv.from_env`).
+        max_signal_length: Longest text action of a text view (``None``: no limit).
+
+    Example:
+        >>> import gymnasium as gym, bpa_gym
+        >>> env = gym.make("BayesPersuasion-Identity-v0")
+        >>> play = BatchPlayer(env)
+        >>> items = env.unwrapped.items[:3]
+        >>> [o.reward for o in play(items, [env.unwrapped.task.answer_key[it.meta["topic"]] for it in items])]
+        [1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, env: gym.Env, signals: Literal["discrete", "text"] | None = None, *,
+                 max_signal_length: int | None = None) -> None:
+        self.env = env
+        self.signals = signals
+        self.max_signal_length = max_signal_length
+        self._views: dict[int, BayesPersuasionLLMVectorEnv] = {}
+        self.view(1)  # checks the arguments now
+
+    def view(self, n: int) -> BayesPersuasionLLMVectorEnv:
+        """The cached ``n``-env view."""
+        if n not in self._views:
+            self._views[n] = BayesPersuasionLLMVectorEnv.from_env(self.env, n, self.signals,
+                                                                  max_signal_length=self.max_signal_length)
+        return self._views[n]
+
+    def __call__(self, items: Sequence[Item], actions: Sequence[Any]) -> list:
+        """The :class:`~bpa_gym.types.Outcome` of each (item, action) pair, from one Receiver call."""
+        if len(items) != len(actions):
+            raise ConfigError(f"BatchPlayer got {len(items)} items but {len(actions)} actions; pass one per item")
+        if not len(items):
+            return []
+        venv = self.view(len(items))
+        venv.reset(options={"items": list(items)})
+        venv.step(list(actions))
+        return list(venv.last_outcomes)
 
 
 class IdentityVectorEnv(BayesPersuasionLLMVectorEnv):
