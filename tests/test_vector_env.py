@@ -248,3 +248,31 @@ def test_oracle_table_built_through_vector_env_keeps_batches(shared_data_dir):
     for i, item in enumerate(base.items):
         direct = base.game.play([item] * m, list(base.signal_library))
         assert table.rewards[i].tolist() == [o.reward for o in direct]
+
+
+@pytest.mark.slow
+def test_native_vector_env_with_real_smollm2_equals_single_steps(smollm2_dir, shared_data_dir, one_thread):
+    """N=4 real SmolLM2 plays in ONE batched generate equal 4 single-env steps on the same items and signals."""
+    venv = gym.make_vec(GSM8K, num_envs=4, vectorization_mode="vector_entry_point", receiver="smollm2",
+                        receiver_kwargs={"max_new_tokens": 16}, data_dir=shared_data_dir, subset_size=12)
+    receiver = venv.receiver
+    calls: list[int] = []
+    generate = receiver.generate
+
+    def counting(prompts):
+        calls.append(len(prompts))
+        return generate(prompts)
+
+    receiver.generate = counting
+    actions = np.array([0, 3, 9, 5])
+    venv.reset(seed=2)
+    _, rewards, _, _, info = venv.step(actions)
+    assert calls == [4]
+    single = gym.make(GSM8K, receiver=receiver, data_dir=shared_data_dir, subset_size=12)
+    for i in range(4):
+        single.reset(seed=2 + i)
+        _, r, _, _, inf = single.step(int(actions[i]))
+        assert inf["item_id"] == info["final_info"]["item_id"][i]
+        assert inf["response"] == info["final_info"]["response"][i]
+        assert r == rewards[i]
+    assert calls == [4, 1, 1, 1, 1]

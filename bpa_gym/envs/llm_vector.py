@@ -255,15 +255,20 @@ class BayesPersuasionLLMVectorEnv(VectorEnv):
         # one batch; a Receiver failure raises ReceiverError, as in the single env (never a reward 0)
         outcomes = self.env.game.play(items, signals, on_error="raise")
         rewards = np.array([o.reward for o in outcomes], dtype=np.float64)
-        infos: dict[str, Any] = {}
-        for i, (item, outcome) in enumerate(zip(items, outcomes)):
+        step_infos = []
+        for i, outcome in enumerate(outcomes):
             info = outcome.as_info()
             info["item_index"] = self._current_index[i]
             info["signal_index"] = int(actions[i]) if self.signal_library is not None else None
-            infos = self._add_info(infos, {"final_obs": item.question, "final_info": info}, i)
+            step_infos.append(info)
             index = self._orders[i].next(self._rng(i))
             self._current[i], self._current_index[i] = self.items[index], index
-            infos = self._add_info(infos, self._reset_info(i), i)
+        final_obs = np.empty(self.num_envs, dtype=object)
+        final_obs[:] = [item.question for item in items]
+        everyone = np.ones(self.num_envs, dtype=np.bool_)
+        infos = {"final_obs": final_obs, "_final_obs": everyone, "final_info": _batch(step_infos),
+                 "_final_info": everyone.copy()}
+        infos.update(_batch([self._reset_info(i) for i in range(self.num_envs)]))
         self.last_outcomes = outcomes
         terminated = np.ones(self.num_envs, dtype=np.bool_)
         truncated = np.zeros(self.num_envs, dtype=np.bool_)
@@ -372,6 +377,27 @@ class BayesPersuasionLLMVectorEnv(VectorEnv):
             return action
         except ConfigError as e:
             raise ConfigError(f"sub-env {i}: {e}") from None
+
+
+def _batch(infos: list[dict[str, Any]]) -> dict[str, Any]:
+    """N info dicts with the same keys as one dict of arrays plus all-True ``_key`` masks.
+
+    The same arrays as :meth:`gymnasium.vector.VectorEnv._add_info` builds
+    one sub-env at a time (an array's dtype follows the first sub-env's value:
+    ``int``/``float``/``bool``/numpy scalar types, else ``object``), in one pass.
+    """
+    n = len(infos)
+    out: dict[str, Any] = {}
+    for key, first in infos[0].items():
+        values = [info[key] for info in infos]
+        if type(first) in (int, float, bool) or issubclass(type(first), np.number):
+            array = np.array(values, dtype=type(first))
+        else:
+            array = np.empty(n, dtype=object)
+            array[:] = values
+        out[key] = array
+        out[f"_{key}"] = np.ones(n, dtype=np.bool_)
+    return out
 
 
 class BatchPlayer:
