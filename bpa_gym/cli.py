@@ -161,12 +161,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.n > len(env.items):
         print(f"note: the split has only {len(env.items)} items; evaluating all of them", file=sys.stderr)
     items = env.items[:n]
+    from bpa_gym.envs.llm_vector import BatchPlayer
+
+    play = BatchPlayer(env, "text")  # the env's vector env, one Receiver batch per chunk; a failure raises
     outcomes = []
     start = time.perf_counter()
     with tqdm(total=n, desc=f"eval {label}", unit="item", file=sys.stderr) as bar:
         for lo in range(0, n, args.batch_size):
             chunk = items[lo : lo + args.batch_size]
-            outcomes += env.game.play(chunk, [signal] * len(chunk), on_error="raise")  # never a silent 0
+            outcomes += play(chunk, [signal] * len(chunk))  # never a silent 0
             bar.update(len(chunk))
             bar.set_postfix(acc=f"{sum(o.correct for o in outcomes) / len(outcomes):.3f}")
     elapsed = time.perf_counter() - start

@@ -461,6 +461,9 @@ def build_oracle_table(env: Any, items: Sequence[Item] | None = None, batch_size
     identity = table_identity(base)
     signals = list(library)
     pairs = [(i, s) for i in range(len(items)) for s in range(len(signals))]
+    from bpa_gym.envs.llm_vector import BatchPlayer
+
+    play = BatchPlayer(base)  # the env's public vector path: reset on the items, step the signal indices
     rewards = np.zeros((len(items), len(signals)))
     bar = None
     if args.progress:
@@ -470,7 +473,7 @@ def build_oracle_table(env: Any, items: Sequence[Item] | None = None, batch_size
     try:
         for lo in range(0, len(pairs), args.batch_size):
             chunk = pairs[lo : lo + args.batch_size]
-            outcomes = base.game.play([items[i] for i, _ in chunk], [signals[s] for _, s in chunk], on_error="raise")
+            outcomes = play([items[i] for i, _ in chunk], [s for _, s in chunk])  # one Receiver batch
             for (i, s), o in zip(chunk, outcomes):
                 rewards[i, s] = o.reward
             if bar is not None:

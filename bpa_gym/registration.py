@@ -43,6 +43,14 @@ ENV_SPECS: list[tuple[str, str, dict, str]] = [
 NONDETERMINISTIC: frozenset[str] = frozenset({"BayesPersuasion-GSM8K-v0"})
 
 
+#: Native vector envs (``gym.make_vec(ID, N, vectorization_mode="vector_entry_point")``): one Receiver batch
+#: per step for all N sub-envs (see :mod:`bpa_gym.envs.llm_vector`).
+VECTOR_ENTRY_POINTS: dict[str, str] = {
+    "BayesPersuasion-GSM8K-v0": "bpa_gym.envs.llm_vector:BayesPersuasionLLMVectorEnv",
+    "BayesPersuasion-Identity-v0": "bpa_gym.envs.llm_vector:IdentityVectorEnv",
+}
+
+
 def register_envs() -> None:
     """Register every env in :data:`ENV_SPECS` (idempotent)."""
     import gymnasium as gym
@@ -50,4 +58,5 @@ def register_envs() -> None:
     for env_id, entry_point, kwargs, _ in ENV_SPECS:
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs), disable_env_checker=False,
-                         nondeterministic=env_id in NONDETERMINISTIC)
+                         nondeterministic=env_id in NONDETERMINISTIC,
+                         vector_entry_point=VECTOR_ENTRY_POINTS.get(env_id))

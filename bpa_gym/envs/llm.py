@@ -8,7 +8,9 @@ plays one round against the Receiver and returns its correctness.
 from __future__ import annotations
 
 import inspect
+import multiprocessing
 import os
+import sys
 from typing import Any, Literal, Sequence
 
 import gymnasium as gym
@@ -137,6 +139,74 @@ def default_signal_library(task: str) -> tuple[str, ...]:
     return tuple(_DEFAULT_LIBRARIES.get(task, MATH_SIGNALS))
 
 
+def refuse_fork_after_torch(owner: str) -> None:
+    """Raise a :class:`ConfigError` when an ``AsyncVectorEnv`` is about to fork a process that loaded torch.
+
+    ``gym.make_vec(ID, N, vectorization_mode="async")`` builds one env in the
+    parent, then starts its workers with the default start method, ``fork``
+    on Linux.  Once torch has run a parallel op in the parent, its OpenMP
+    thread pool does not survive ``fork``: a worker's first torch op (an HF
+    Receiver's ``generate``) hangs forever.  Gymnasium gives an env spec no
+    way to choose the start method, so the LLM envs refuse this combination
+    at construction (in the parent, before any fork) with the two fixes.
+    """
+    if "torch" not in sys.modules:
+        return
+    from gymnasium.vector import AsyncVectorEnv
+
+    frame = sys._getframe(1)
+    for _ in range(16):  # make_vec -> AsyncVectorEnv.__init__ -> env_fns[0]() -> make -> ... -> here
+        frame = frame.f_back
+        if frame is None:
+            return
+        if frame.f_code.co_name == "__init__" and isinstance(frame.f_locals.get("self"), AsyncVectorEnv):
+            context = frame.f_locals.get("context")
+            if multiprocessing.get_context(context).get_start_method() == "fork":
+                raise ConfigError(
+                    f"{owner}: gym.make_vec(..., vectorization_mode='async') would fork this process after torch "
+                    "was loaded; torch's OpenMP threads do not survive fork and the workers hang on their first "
+                    "torch op. Use vectorization_mode='vector_entry_point' (the native vector env: one Receiver "
+                    "batch per step, no subprocesses) or pass vector_kwargs={'context': 'spawn'}")
+            return
+
+
+class ItemOrder:
+    """Which item each reset of an LLM env plays (shared by the single and the vector env).
+
+    A seeded reset draws a permutation of the items (``shuffle=False``: dataset
+    order); each further reset takes the next item, reshuffling after a full
+    pass.  The random generator is the env's own (``env.np_random``), passed in,
+    so an env reset with seed ``s`` and a vector sub-env reset with seed ``s``
+    draw the same item sequence.
+
+    Example:
+        >>> import numpy as np
+        >>> order = ItemOrder(3, shuffle=False)
+        >>> rng = np.random.default_rng(0)
+        >>> order.restart(rng); [order.next(rng) for _ in range(4)]
+        [0, 1, 2, 0]
+    """
+
+    def __init__(self, num_items: int, shuffle: bool = True) -> None:
+        self.num_items = int(num_items)
+        self.shuffle = bool(shuffle)
+        self._order = np.arange(self.num_items)
+        self._cursor = 0
+
+    def restart(self, rng: np.random.Generator) -> None:
+        """Start a new pass (a fresh permutation when shuffling), as after a seeded reset."""
+        self._order = rng.permutation(self.num_items) if self.shuffle else np.arange(self.num_items)
+        self._cursor = 0
+
+    def next(self, rng: np.random.Generator) -> int:
+        """The index of the next item (a new pass from ``rng`` after the last one)."""
+        if self._cursor >= len(self._order):
+            self.restart(rng)
+        index = int(self._order[self._cursor])
+        self._cursor += 1
+        return index
+
+
 class BayesPersuasionLLMEnv(gym.Env):
     """One-step persuasion game: observe an item, send a signal, get the Receiver's correctness.
 
@@ -239,6 +309,7 @@ class BayesPersuasionLLMEnv(gym.Env):
                      template=template, shuffle=shuffle, receiver_kwargs=receiver_kwargs, oracle_table=oracle_table,
                      render_mode=render_mode, **unknown)
         check(LLMEnvArgs, type(self).__name__, **given)
+        refuse_fork_after_torch(type(self).__name__)
 
         self.task = make_task(task, data_dir=data_dir)
         if split not in self.task.splits:
@@ -277,8 +348,7 @@ class BayesPersuasionLLMEnv(gym.Env):
             oracle_table = bind_oracle_table(oracle_table, self)
         self.oracle_table = oracle_table
 
-        self._order = np.arange(len(self.items))
-        self._cursor = 0
+        self._item_order = ItemOrder(len(self.items), shuffle)
         self._item_index: int | None = None
         self._last: Outcome | None = None
         self._done = False
@@ -359,18 +429,13 @@ class BayesPersuasionLLMEnv(gym.Env):
                 raise ConfigError(f"{e} (item_index must be in 0..{len(self.items) - 1})") from None
         super().reset(seed=seed)
         if seed is not None:
-            self._order = self.np_random.permutation(len(self.items)) if self.shuffle else np.arange(len(self.items))
-            self._cursor = 0
+            self._item_order.restart(self.np_random)
         if item_index is not None:
             if not 0 <= int(item_index) < len(self.items):
                 raise ConfigError(f"item_index {item_index} outside 0..{len(self.items) - 1}")
             self._item_index = int(item_index)
         else:
-            if self._cursor >= len(self._order):
-                self._order = self.np_random.permutation(len(self.items)) if self.shuffle else np.arange(len(self.items))
-                self._cursor = 0
-            self._item_index = int(self._order[self._cursor])
-            self._cursor += 1
+            self._item_index = self._item_order.next(self.np_random)
         self._last = None
         self._done = False
         item = self.items[self._item_index]

@@ -10,8 +10,9 @@ when it answers the item with that signal in context.
   ``item_id`` column, which TRL hands to reward functions as a keyword.
 * :func:`make_reward_fn` builds a reward function with TRL's signature
   ``reward_fn(prompts, completions, item_id, **kwargs) -> list[float]``.  It
-  plays the whole batch against the Receiver in **one** batched call
-  (:meth:`bpa_gym.game.PersuasionGame.play`), and a Receiver failure raises
+  plays the whole batch against the Receiver in **one** batched call (a step
+  of the env's vector env, :class:`bpa_gym.envs.llm_vector.BatchPlayer`; a bare
+  game's :meth:`~bpa_gym.game.PersuasionGame.play`), and a Receiver failure raises
   :class:`~bpa_gym.errors.ReceiverError`: it is never scored 0.
 
 Both accept a Gymnasium env made with ``signals="text"`` (wrapped or not), the
@@ -284,12 +285,18 @@ class PersuasionReward:
         max_signal_chars: int | None = None,
         log_metrics: bool = True,
         fallback_task: Any = None,
+        env: Any = None,
     ) -> None:
         args = check(_RewardArgs, "make_reward_fn", name=name, max_signal_chars=max_signal_chars,
                      log_metrics=log_metrics)
         if not args.name.isidentifier():
             raise ConfigError(f"reward name must be a Python identifier (TRL logs it), got {name!r}")
         self.game = game
+        self._player = None
+        if env is not None:  # play through the env's public vector path (one Receiver batch per call)
+            from bpa_gym.envs.llm_vector import BatchPlayer
+
+            self._player = BatchPlayer(env, "text")
         self.__name__ = args.name
         self.__qualname__ = args.name
         self.max_signal_chars = args.max_signal_chars
@@ -351,8 +358,12 @@ class PersuasionReward:
         signals = [completion_text(c) for c in completions]
         if self.max_signal_chars is not None:
             signals = [s[: self.max_signal_chars] for s in signals]
-        # One batched Receiver call; a failure raises ReceiverError even where the game flags failures.
-        outcomes = self.game.play(items, signals, on_error="raise")
+        # One batched Receiver call (through the env's vector env when there is one); a failure raises
+        # ReceiverError even where the game flags failures.
+        if self._player is not None:
+            outcomes = self._player(items, signals)
+        else:
+            outcomes = self.game.play(items, signals, on_error="raise")
         self.calls += 1
         self.last_outcomes = outcomes
         n = len(outcomes)
@@ -416,7 +427,10 @@ def make_reward_fn(
     _check_text_mode(env_or_game)
     if items is None:
         items = _env_items(env_or_game) or []
+    base = _unwrap(env_or_game)
+    from bpa_gym.envs.llm import BayesPersuasionLLMEnv
+
     return PersuasionReward(
         game, items, name=name, max_signal_chars=max_signal_chars, log_metrics=log_metrics,
-        fallback_task=getattr(game, "task", None),
+        fallback_task=getattr(game, "task", None), env=base if isinstance(base, BayesPersuasionLLMEnv) else None,
     )
