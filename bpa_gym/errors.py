@@ -34,3 +34,7 @@ class ModelNotFoundError(BPAError, OSError):
 
 class OracleUnavailableError(BPAError, RuntimeError):
     """A regret oracle was requested for an environment that has none."""
+
+
+__all__ = ["BPAError", "ConfigError", "DataNotFoundError", "ModelNotFoundError", "OracleUnavailableError",
+           "ReceiverError"]

@@ -53,8 +53,11 @@ from bpa_gym.errors import ConfigError
 #: ``BEST_RESPONSE_RTOL * receiver_scale(receiver_utility)`` of the best expected utility
 #: counts as a best response (and ties go to the Sender).  1e-7 would be enough
 #: for float64 LP round-off; float32 round-off of a scheme (agents emit float32)
-#: moves posteriors by a few 1e-8, so 1e-6 leaves a safety factor.  The most a
-#: Sender can gain from the tolerance is of the same order (< 1e-5).
+#: moves posteriors by a few 1e-8, so 1e-6 leaves a safety factor.  What a
+#: Sender can gain from the tolerance is bounded exactly by
+#: :func:`tolerance_supremum` (the LP with obedience relaxed by the tolerance);
+#: it is of order 1e-6 of the utilities' range in typical games, but can be
+#: larger where the Receiver is nearly indifferent everywhere.
 BEST_RESPONSE_RTOL: float = 1e-6
 
 #: How far a prior may sum away from 1.
@@ -679,6 +682,25 @@ def _solve(game: "TabularGame", margin: float = 0.0) -> OptimalScheme:
     return OptimalScheme(ev.scheme, ev.value, ev.state_values, ev.actions, lp_value)
 
 
+def tolerance_supremum(game: "TabularGame") -> float:
+    """The most any scheme can earn against the tolerance-based best response (:func:`best_response`).
+
+    The Receiver plays any action within ``BEST_RESPONSE_RTOL * receiver_scale``
+    of its best, ties to the Sender; that is obedience relaxed by the
+    tolerance, which is linear in the joint ``μ(ω)π(a|ω)``, so the supremum
+    over all schemes is the LP with that relaxed obedience.  Every scheme's
+    value lies in ``[.., tolerance_supremum(game)]`` and
+    ``tolerance_supremum(game) - game.optimum.value`` is the largest negative
+    regret the tolerance can produce.
+
+    Example:
+        >>> g = TabularGame.prosecutor()
+        >>> 0 <= tolerance_supremum(g) - g.optimum.value < 1e-5
+        True
+    """
+    return _solve(game, margin=-BEST_RESPONSE_RTOL).lp_value
+
+
 def _normalised(u: np.ndarray) -> np.ndarray:
     """``u`` shifted per row to min 0 and divided by the largest row spread (1 if all rows are constant)."""
     shifted = u - u.min(axis=1, keepdims=True)
@@ -716,6 +738,7 @@ __all__: Sequence[str] = (
     "optimal_scheme",
     "posteriors",
     "receiver_scale",
+    "tolerance_supremum",
     "validate_game",
     "value_of_persuasion",
 )

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from bpa_gym.persuasion import (
+    tolerance_supremum,
     TabularGame,
     full_information_value,
     no_information_value,
@@ -161,5 +162,9 @@ def test_no_scheme_beats_the_optimum(seed, n_states, n_actions, spiky):
         np.clip(opt.scheme + 1e-3 * rng.normal(size=(200, n_states, n_actions)), 1e-12, None),  # near the optimum
     ])
     values = g.sample_many(schemes, rng).expected_rewards
-    # Sender-favoured ties within BEST_RESPONSE_RTOL may gain a sliver, never more
-    assert values.max() <= opt.value + 1e-5 * spread
+    # Sender-favoured ties within BEST_RESPONSE_RTOL may gain a sliver: exactly what the LP with obedience
+    # relaxed by that tolerance allows, never more.  (A fixed 1e-5 * spread bound failed on a nearly
+    # indifferent Receiver: seed=303479, 2 states, 4 actions gained 1.17e-5 * spread.)
+    sup = tolerance_supremum(g)
+    assert opt.value - 1e-9 * spread <= sup
+    assert values.max() <= sup + 1e-9 * spread
