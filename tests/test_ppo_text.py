@@ -292,8 +292,11 @@ def test_ppo_learns_keyword_signal(tmp_path):
     """A tiny random GPT-2 biased to say " carefully" ~2.75% of the time per token (random-policy reward
     ~0.2 over 8-token signals) learns to put it in nearly every signal within 4 iterations of 32 signals.
 
-    Checked locally (reward per iteration 1..4): seed 0: 0.22 0.44 0.81 0.97; seed 1: 0.25 0.50 0.94 0.94;
-    seed 2: 0.19 0.62 0.94 1.00; seed 3: 0.28 0.59 1.00 0.97.
+    Items come from the 32-env vector env (sub-env i seeded seed + i), one venv.step per iteration.
+    Checked locally (reward per iteration 1..4): seed 0: 0.22 0.44 0.75 0.97; seed 1: 0.28 0.50 0.94 0.94;
+    seed 2: 0.16 0.62 0.94 1.00; seed 3: 0.28 0.62 0.97 0.97 (with items sampled by env.unwrapped.np_random
+    before: seed 0: 0.22 0.44 0.81 0.97; seed 1: 0.25 0.50 0.94 0.94; seed 2: 0.19 0.62 0.94 1.00;
+    seed 3: 0.28 0.59 1.00 0.97).
     """
     rewards, out, receiver, args = run_keyword_learning(tmp_path, seed=0)
     print("mean reward per iteration:", rewards)
