@@ -40,7 +40,7 @@ from pydantic import Field
 
 from bpa_gym.common import sample_categorical
 from bpa_gym.common.validation import Arguments, FiniteFloat, NonNegativeFloat, PositiveFloat, PositiveInt, Seed, check
-from bpa_gym.errors import ConfigError
+from bpa_gym import ConfigError
 
 
 def _default_key(obs: Any) -> Hashable:

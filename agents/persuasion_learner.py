@@ -65,7 +65,7 @@ from bpa_gym.common import sample_categorical
 from pydantic import Field
 
 from bpa_gym.common.validation import Arguments, NonNegativeFloat, PositiveFloat, PositiveInt, Seed, check
-from bpa_gym.errors import ConfigError
+from bpa_gym import ConfigError
 from bpa_gym.persuasion import TabularGame, as_float_array, optimal_scheme
 
 
@@ -117,8 +117,9 @@ class RobustPersuasionLearner:
     @classmethod
     def from_env(cls, env, **kwargs) -> "RobustPersuasionLearner":
         """Build from a tabular env: reads the utilities and ``num_signals``, never the prior."""
-        base = env.unwrapped
-        return cls(base.game.receiver_utility, base.game.sender_utility, num_signals=base.num_signals, **kwargs)
+        game = env.get_wrapper_attr("game")  # the env's public TabularGame (its definition, not a way to play)
+        return cls(game.receiver_utility, game.sender_utility, num_signals=env.get_wrapper_attr("num_signals"),
+                   **kwargs)
 
     # ---------------------------------------------------------------- the algorithm
 
@@ -246,7 +247,7 @@ class MyopicAgent:
 
     @classmethod
     def from_env(cls, env) -> "MyopicAgent":
-        return cls(env.unwrapped.game.sender_utility)
+        return cls(env.get_wrapper_attr("game").sender_utility)
 
     def act(self, obs: Any) -> int:
         return int(self.choice[int(obs)])
@@ -324,8 +325,7 @@ class MarginSignalLearner:
     @classmethod
     def from_env(cls, env, **kwargs) -> "MarginSignalLearner":
         """Build from a tabular env in signal mode (reads its game and ``num_signals``)."""
-        base = env.unwrapped
-        return cls(base.game, num_signals=base.num_signals, **kwargs)
+        return cls(env.get_wrapper_attr("game"), num_signals=env.get_wrapper_attr("num_signals"), **kwargs)
 
     def margin(self, t: int) -> float:
         """The target margin ``δ_t`` after ``t`` rounds."""

@@ -11,25 +11,30 @@ Why not ``trl.PPOTrainer``?
     one (``trl.experimental``, TRL <= 1.12) accepted only an ``nn.Module``
     reward model that scores token ids; it could not take an environment's
     reward, which users ran into exactly (huggingface/trl#2518, #2576).  Our
-    reward comes from a black-box Receiver behind
-    :meth:`bpa_gym.game.PersuasionGame.play` (a local model, a server, or a
-    test double), so this file writes the PPO loop on plain torch and uses the
+    reward comes from a black-box Receiver stepped through a Gymnasium vector
+    env (a local model, a server, or a test double), so this file writes the PPO loop on plain torch and uses the
     building blocks TRL still ships: ``selective_log_softmax`` and
     ``entropy_from_logits`` from ``trl.trainer.utils`` (a local fallback is used
     only when that import fails; :data:`TRL_BLOCKS` says which).
 
 What one iteration does:
-    1. **Rollout.**  Sample ``batch_size`` items with the env's RNG
-       (``env.unwrapped.np_random``, seeded by ``env.reset(seed=...)``),
-       render the Advisor prompts, left-pad, and sample signals with
-       ``model.generate`` (temperature only, at most ``max_signal_tokens``
-       tokens, stopping at EOS or, by default, at a token containing a
-       newline).  A signal longer than the env's ``max_signal_length``
-       characters is cut *in tokens*: its last tokens are dropped from the
-       signal and from the loss (see "Credit").  Decode the signals and play
-       them against the Receiver with **one** call of
-       ``env.unwrapped.game.play(items, signals)`` (one batched Receiver
-       call).  A Receiver failure raises; it is never scored 0.
+    1. **Rollout.**  The env is a vector env of ``batch_size`` sub-envs
+       (:class:`bpa_gym.envs.llm_vector.BayesPersuasionLLMVectorEnv`, one
+       Receiver batch per step; every step ends all its one-step episodes and
+       returns the next items).  Its observations are the questions: render
+       the Advisor prompts, left-pad, and sample one signal per observation
+       with ``model.generate`` (temperature only, at most
+       ``max_signal_tokens`` tokens, stopping at EOS or, by default, at a
+       token containing a newline).  A signal longer than the env's
+       ``max_signal_length`` characters is cut *in tokens*: its last tokens
+       are dropped from the signal and from the loss (see "Credit").
+       ``venv.step(signals)`` plays them all with **one** batched Receiver
+       call; the rewards are the step's, the plays' details (signal, response,
+       parse status, ...) are in ``info["final_info"]``, and the returned
+       observations are the next iteration's items.  Wrappers of the vector
+       env (e.g. :class:`bpa_gym.wrappers.VectorRegretWrapper` with an
+       ``oracle=``, since free-text signals have no built-in oracle) see every
+       play.  A Receiver failure raises; it is never scored 0.
     2. **Scoring pass** (no grad): per-token log-probs of the sampled tokens
        under the policy and the frozen reference, and the value head's values.
     3. **Rewards.**  Per-token KL penalty ``-beta * (logp - logp_ref)``; the
@@ -80,7 +85,10 @@ Policy specs (``--policy``):
 Checkpoints: every ``--save-every`` iterations ``<save-dir>/checkpoint.pt`` is
 written atomically (:func:`bpa_gym.common.atomic_path`) with the policy and
 value head, the optimizer, the KL controller, the python / numpy / torch (CPU
-and CUDA) RNG states, the env's item RNG and the iteration; the frozen
+and CUDA) RNG states, the vector env's item streams
+(:meth:`~bpa_gym.envs.llm_vector.BayesPersuasionLLMVectorEnv.get_item_state`:
+each sub-env's RNG, item permutation, cursor and current item) and the
+iteration; the frozen
 reference is written once to ``<save-dir>/ref.pt``.  ``--resume`` continues a
 killed run exactly where its last checkpoint left it.  Checkpoints hold only
 tensors and plain Python types (RNG states are converted to lists and ints)
@@ -135,8 +143,9 @@ except ImportError:  # pragma: no cover - only without TRL
 import gymnasium as gym
 
 import bpa_gym
-from bpa_gym import ConfigError, Item, Outcome
+from bpa_gym import ConfigError
 from bpa_gym.common import atomic_path, resolve_device, seed_everything
+from bpa_gym.envs.llm_vector import BayesPersuasionLLMVectorEnv
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -148,7 +157,7 @@ class Args:
     exp_name: str = "ppo_text"
     """Name of this experiment (names the run folder)."""
     seed: int = 1
-    """Seed of python, numpy, torch and the env's item RNG."""
+    """Seed of python, numpy, torch and the env's item streams (sub-env i: seed + i)."""
     torch_deterministic: bool = True
     """Set torch.backends.cudnn.deterministic."""
     device: str = "auto"
@@ -201,7 +210,7 @@ class Args:
     num_iterations: int = 100
     """PPO iterations (one rollout batch each)."""
     batch_size: int = 64
-    """Signals per iteration (one Receiver batch call)."""
+    """Signals per iteration = sub-envs of the vector env (one Receiver batch call per step)."""
     num_minibatches: int = 4
     """Minibatches per PPO epoch."""
     micro_batch_size: int | None = None
@@ -532,29 +541,53 @@ def generate_signals(lm: nn.Module, tokenizer: Any, prompts: Sequence[str], args
             "signals": signals}
 
 
-def sample_items(env: gym.Env, n: int) -> list[Item]:
-    """``n`` items drawn with the env's own RNG (without replacement when the split is large enough)."""
-    base = env.unwrapped
-    idx = base.np_random.choice(len(base.items), size=n, replace=n > len(base.items))
-    return [base.items[int(i)] for i in idx]
+def make_vector_env(env: gym.Env | gym.vector.VectorEnv, num_envs: int) -> gym.vector.VectorEnv:
+    """The vector env PPO steps: ``env`` itself if it is a vector env of ``num_envs`` sub-envs, else a
+    ``num_envs``-env text view of the single LLM env ``env``
+    (:meth:`~bpa_gym.envs.llm_vector.BayesPersuasionLLMVectorEnv.from_env`: same Receiver and items).
+
+    The view takes any string of at most the env's ``max_signal_length``
+    characters as an action (what the Advisor writes, unfiltered by the
+    single env's printable charset).
+    """
+    if isinstance(env, gym.vector.VectorEnv):
+        if env.num_envs != num_envs:
+            raise ConfigError(f"the vector env has num_envs={env.num_envs}; PPO steps batch_size={num_envs} "
+                              "signals at once: make it with num_envs=batch_size")
+        if getattr(env.unwrapped, "signal_mode", None) != "text":
+            raise ConfigError("the vector env must take free-text signals (signals='text') for an LM Advisor")
+        return env
+    if getattr(env.unwrapped, "signal_mode", None) != "text":
+        raise ConfigError("the env must be made with signals='text' for an LM Advisor")
+    max_chars = getattr(env.action_space, "max_length", None)
+    return BayesPersuasionLLMVectorEnv.from_env(env, num_envs, signals="text", max_signal_length=max_chars)
 
 
-def rollout(env: gym.Env, actor_critic: ActorCritic, ref_lm: nn.Module, tokenizer: Any, args: Args,
-            stop_ids: Sequence[int], device: torch.device) -> dict[str, Any]:
-    """One PPO batch: sample items, generate signals, ONE batched Receiver call, score the tokens.
+def rollout(venv: gym.vector.VectorEnv, observations: Sequence[str], actor_critic: ActorCritic, ref_lm: nn.Module,
+            tokenizer: Any, args: Args, stop_ids: Sequence[int],
+            device: torch.device) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """One PPO batch: one signal per observation, ONE vector-env step (one batched Receiver call), scoring.
+
+    Args:
+        venv: The vector env (:func:`make_vector_env`), ``batch_size`` sub-envs.
+        observations: Its current observations (the questions), from
+            ``venv.reset()`` or the previous rollout.
 
     Returns:
-        The batch (tensors on ``device``: query, masks, response, logprobs,
-        ref_logprobs, values, scores), ``items``, ``signals``, ``outcomes`` and
-        ``timing`` (seconds: ``generate``, ``receiver``, ``score``).
+        ``(batch, next_observations)``.  The batch holds tensors on
+        ``device`` (query, masks, response, logprobs, ref_logprobs, values,
+        scores = the step's rewards), ``signals``, ``infos`` (one step-info
+        dict per play, from ``info["final_info"]``) and ``timing`` (seconds:
+        ``generate``, ``receiver``, ``score``); ``next_observations`` are the
+        next items' questions.
 
     Raises:
         ReceiverError: The Receiver failed on any prompt (never scored 0).
     """
-    base = env.unwrapped
-    items = sample_items(env, args.batch_size)
-    prompts = [args.prompt_template.format(question=it.question) for it in items]
-    max_chars = getattr(getattr(base, "action_space", None), "max_length", None)
+    if len(observations) != args.batch_size:
+        raise ConfigError(f"rollout got {len(observations)} observations for batch_size={args.batch_size}")
+    prompts = [args.prompt_template.format(question=q) for q in observations]
+    max_chars = getattr(venv.single_action_space, "max_length", None)
 
     sync(device)
     t0 = time.perf_counter()
@@ -562,9 +595,11 @@ def rollout(env: gym.Env, actor_critic: ActorCritic, ref_lm: nn.Module, tokenize
     signals = batch.pop("signals")
     sync(device)
     t1 = time.perf_counter()
-    # One batched Receiver call; a failure raises ReceiverError (PPO never scores it 0).
-    outcomes: list[Outcome] = base.game.play(items, signals, on_error="raise")
+    # One vector step = one batched Receiver call; a failure raises ReceiverError (PPO never scores it 0).
+    next_observations, rewards, _terminated, _truncated, info = venv.step(signals)
     t2 = time.perf_counter()
+    played = info["final_info"]  # SAME_STEP autoreset: the plays' step infos (the top level is the next items')
+    infos = [{key: played[key][i] for key in played if not key.startswith("_")} for i in range(len(signals))]
 
     logprobs, ref_logprobs, values = [], [], []
     with torch.no_grad(), _autocast(device, args.bf16):
@@ -582,13 +617,13 @@ def rollout(env: gym.Env, actor_critic: ActorCritic, ref_lm: nn.Module, tokenize
     t3 = time.perf_counter()
     mask = batch["response_mask"].float()
     batch.update(
-        signals=signals, items=items, outcomes=outcomes,
+        signals=signals, infos=infos,
         logprobs=torch.cat(logprobs) * mask, ref_logprobs=torch.cat(ref_logprobs) * mask,
         values=torch.cat(values) * mask,
-        scores=torch.tensor([o.reward for o in outcomes], dtype=torch.float32, device=device),
+        scores=torch.as_tensor(np.asarray(rewards), dtype=torch.float32, device=device),
         timing={"generate": t1 - t0, "receiver": t2 - t1, "score": t3 - t2},
     )
-    return batch
+    return batch, tuple(next_observations)
 
 
 # ----------------------------------------------------------------------------- PPO update
@@ -730,7 +765,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(save_dir: Path, iteration: int, actor_critic: ActorCritic, ref_lm: nn.Module,
-                    optimizer: torch.optim.Optimizer, kl_ctl: KLController, env: gym.Env, args: Args) -> Path:
+                    optimizer: torch.optim.Optimizer, kl_ctl: KLController, venv: gym.vector.VectorEnv,
+                    args: Args) -> Path:
     """Write ``checkpoint.pt`` atomically (and ``ref.pt`` once); only tensors and plain Python types."""
     ref_path = save_dir / "ref.pt"
     if not ref_path.exists():
@@ -744,7 +780,7 @@ def save_checkpoint(save_dir: Path, iteration: int, actor_critic: ActorCritic, r
             "optimizer": optimizer.state_dict(),
             "kl_controller": kl_ctl.state_dict(),
             "rng": rng_state(),
-            "env_rng": env.unwrapped.np_random.bit_generator.state,  # a dict of str and int
+            "env_items": venv.unwrapped.get_item_state(),  # each sub-env's RNG, permutation, cursor, item
             "args": dataclasses.asdict(args),
         }, tmp)
     return path
@@ -778,7 +814,7 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
             types (nothing in it is run), cannot be read, or lacks a part.
     """
     ckpt = safe_load(path, map_location)
-    needed = {"iteration", "policy", "optimizer", "kl_controller", "rng", "env_rng"}
+    needed = {"iteration", "policy", "optimizer", "kl_controller", "rng", "env_items"}
     if not isinstance(ckpt, dict) or not needed <= ckpt.keys():
         missing = sorted(needed - (ckpt.keys() if isinstance(ckpt, dict) else set()))
         raise ConfigError(f"{path} is not a ppo_text.py checkpoint (missing {missing}); delete it to start afresh")
@@ -787,7 +823,8 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- training
 def make_env(args: Args) -> gym.Env:
-    """The text-signal env named by ``args`` (Receiver built from the spec string)."""
+    """The text-signal env named by ``args`` (Receiver built from the spec string); :func:`train` steps a
+    ``batch_size``-env vector view of it (:func:`make_vector_env`)."""
     kwargs: dict[str, Any] = dict(signals="text", split=args.split, receiver=args.receiver)
     if args.data_dir is not None:
         kwargs["data_dir"] = args.data_dir
@@ -800,13 +837,16 @@ def make_env(args: Args) -> gym.Env:
     return gym.make(args.env_id, **kwargs)
 
 
-def train(args: Args, *, env: gym.Env | None = None, actor_critic: ActorCritic | None = None,
+def train(args: Args, *, env: gym.Env | gym.vector.VectorEnv | None = None, actor_critic: ActorCritic | None = None,
           tokenizer: Any = None, ref_lm: nn.Module | None = None,
           callback: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Run PPO; returns ``{"history", "start_iteration", "actor_critic", "kl_coef", "save_dir"}``.
 
     ``env``, ``actor_critic`` + ``tokenizer`` and ``ref_lm`` may be passed in
-    (tests, benchmarks); otherwise they are built from ``args``.  With
+    (tests, benchmarks); otherwise they are built from ``args``.  ``env`` is
+    a single text-signal LLM env (stepped through a ``batch_size``-env view)
+    or a vector env of ``batch_size`` sub-envs, possibly wrapped (e.g. in a
+    :class:`~bpa_gym.wrappers.VectorRegretWrapper`: its wrappers see every play).  With
     ``args.resume`` and an existing checkpoint, training continues from it
     (the passed/built weights are overwritten by the checkpoint's).
     ``callback(iteration, stats)`` runs after each iteration (and after its
@@ -821,11 +861,8 @@ def train(args: Args, *, env: gym.Env | None = None, actor_critic: ActorCritic |
     save_dir = args.resolved_save_dir()
     ckpt_path = save_dir / "checkpoint.pt"
 
-    if env is None:
-        env = make_env(args)
-    if getattr(env.unwrapped, "signal_mode", None) != "text":
-        raise ConfigError(f"{args.env_id} must be made with signals='text' for an LM Advisor")
-    env.reset(seed=args.seed)
+    venv = make_vector_env(env if env is not None else make_env(args), args.batch_size)
+    observations, _ = venv.reset(seed=args.seed)  # sub-env i draws its items from seed + i
     if actor_critic is None:
         actor_critic, tokenizer = make_policy(args.policy, args.tokenizer, seed=args.seed, device=device)
     elif tokenizer is None:
@@ -847,7 +884,8 @@ def train(args: Args, *, env: gym.Env | None = None, actor_critic: ActorCritic |
         optimizer.load_state_dict(ckpt["optimizer"])
         kl_ctl.load_state_dict(ckpt["kl_controller"])
         set_rng_state(ckpt["rng"])
-        env.unwrapped.np_random.bit_generator.state = ckpt["env_rng"]
+        venv.unwrapped.set_item_state(ckpt["env_items"])  # the item streams continue where they were saved
+        observations = tuple(item.question for item in venv.unwrapped.current_items)
         start = int(ckpt["iteration"])
         print(f"resumed from {ckpt_path} at iteration {start}", file=sys.stderr)
 
@@ -866,7 +904,7 @@ def train(args: Args, *, env: gym.Env | None = None, actor_critic: ActorCritic |
             for group in optimizer.param_groups:
                 group["lr"] = args.learning_rate * (1.0 - iteration / args.num_iterations)
         t0 = time.perf_counter()
-        batch = rollout(env, actor_critic, ref_lm, tokenizer, args, stop_ids, device)
+        batch, observations = rollout(venv, observations, actor_critic, ref_lm, tokenizer, args, stop_ids, device)
         sync(device)
         t1 = time.perf_counter()
         stats = ppo_update(actor_critic, optimizer, batch, args, kl_ctl.value, device)
@@ -898,12 +936,13 @@ def train(args: Args, *, env: gym.Env | None = None, actor_critic: ActorCritic |
             writer.add_scalar(f"time/{k}", v, step)
         writer.add_scalar("time/update", t2 - t1, step)
         if it == 1 or it % 10 == 0:
-            writer.add_text("signals", "\n\n".join(f"`{s!r}` -> {o.reward}" for s, o in
-                                                   zip(batch["signals"][:8], batch["outcomes"][:8])), step)
+            writer.add_text("signals", "\n\n".join(
+                f"`{s!r}` -> {r} ({info['parse_status']})" for s, r, info in
+                zip(batch["signals"][:8], batch["scores"][:8].tolist(), batch["infos"][:8])), step)
         if args.progress:
             iterator.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{stats['kl']:.2f}")
         if (args.save_every and it % args.save_every == 0) or it == args.num_iterations:
-            save_checkpoint(save_dir, it, actor_critic, ref_lm, optimizer, kl_ctl, env, args)
+            save_checkpoint(save_dir, it, actor_critic, ref_lm, optimizer, kl_ctl, venv, args)
         if callback is not None:
             callback(it, row)
     writer.close()

@@ -6,19 +6,26 @@ signals is a contextual bandit.  This file trains one Advisor and evaluates it
 on the same path for every algorithm:
 
 * ``--algo ppo|a2c``: Stable-Baselines3 with ``gamma=0`` (one-step episodes,
-  so the value is the expected reward).  Observations are the item's token ids
-  (:class:`bpa_gym.wrappers.TokenIdsObservation`); the features extractor is a
+  so the value is the expected reward), learning on the env's native vector
+  env of ``--num-envs`` sub-envs through :class:`bpa_gym.integrations.sb3.SB3VecEnv`:
+  each SB3 step plays all sub-envs with ONE Receiver batch.  Observations are
+  the item's token ids (the encoding of
+  :class:`bpa_gym.wrappers.TokenIdsObservation`); the features extractor is a
   GPT-2 (hub id, local folder with weights, or a random init from a config;
-  frozen or trainable) on the GPU when present, mean-pooled over real tokens.
+  frozen or trainable) on the GPU when present, pooled over real tokens.
 * ``--algo ucb1|thompson|exp3|linucb``: the classical learners of
   ``agents/bandits.py``, keyed by the item text (LinUCB on hashed
-  bag-of-words features).
+  bag-of-words features), one play per step on the single env
+  (``agents.bandits.run_bandit``), as a bandit learns.
 
-Training runs inside :class:`bpa_gym.wrappers.RegretWrapper` when the env has
-a regret oracle (the Identity env always; the GSM8K env with
-``--oracle-table``), so every algorithm gets the same cumulative-regret
-curves in TensorBoard (``--log-dir``).  Evaluation then plays the learned
-policy without exploration through ``agents.bandits.run_bandit``.
+Training runs inside a regret wrapper when the env has a regret oracle (the
+Identity env always; the GSM8K env with ``--oracle-table``):
+:class:`bpa_gym.wrappers.VectorRegretWrapper` around the vector env for SB3
+(it sees every sub-env's play), :class:`bpa_gym.wrappers.RegretWrapper`
+around the single env for the classical learners, so every algorithm gets the
+same cumulative-regret curves in TensorBoard (``--log-dir``), over plays.
+Evaluation then plays the learned policy without exploration on the vector
+env (``--num-envs`` items per Receiver batch).
 
 Run (offline, seconds):
     python agents/sb3_bandit.py --algo ppo --env BayesPersuasion-Identity-v0 --total-steps 2000
@@ -45,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `agents.*` impor
 import bpa_gym  # noqa: E402  (registers the envs)
 from bpa_gym import ConfigError, OracleUnavailableError  # noqa: E402
 from bpa_gym.common import resolve_device, seed_everything  # noqa: E402
-from bpa_gym.wrappers import RegretWrapper, TokenIdsObservation  # noqa: E402
+from bpa_gym.wrappers import RegretWrapper, TokenIdsObservation, VectorRegretWrapper  # noqa: E402
 
 from agents.bandits import UCB1, Exp3, LinUCB, ThompsonSampling, run_bandit  # noqa: E402
 
@@ -71,9 +78,11 @@ class Args:
     oracle_table: str | None = None
     """Oracle table .npz for regret on LLM envs."""
     total_steps: int = 3000
-    """Training steps (= episodes = Receiver calls)."""
+    """Training plays (= one-step episodes); SB3 rounds up to whole rollouts of n_steps x num_envs."""
     eval_steps: int = 256
-    """Greedy evaluation steps after training."""
+    """Greedy evaluation plays after training (rounded up to a multiple of num_envs)."""
+    num_envs: int = 8
+    """Sub-envs of the vector env (SB3 training, evaluation): each vector step is one Receiver batch of this size."""
     seed: int = 0
     """Seed of the env, the agent and torch."""
     tokenizer: str = DEFAULT_TOKENIZER
@@ -86,8 +95,8 @@ class Args:
     """How token states become features: mean | max | meanmax (both, concatenated)."""
     max_length: int = 64
     """Token ids per observation."""
-    n_steps: int = 64
-    """SB3 rollout length per update."""
+    n_steps: int = 8
+    """SB3 rollout length per sub-env (a rollout holds n_steps x num_envs plays)."""
     batch_size: int = 64
     """SB3 minibatch size (PPO)."""
     learning_rate: float = 3e-3
@@ -203,20 +212,6 @@ def hashed_bow(text: str, dim: int = 64) -> np.ndarray:
     return x / max(np.linalg.norm(x), 1.0)
 
 
-class SB3Agent:
-    """Adapter: an SB3 model as a bandit agent (``act``/``update``) for the shared evaluation path."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def act(self, obs: Any) -> int:
-        action, _ = self.model.predict(obs, deterministic=True)
-        return int(action)
-
-    def update(self, obs: Any, action: int, reward: float, info: Any = None) -> None:
-        """SB3 learns in ``model.learn``; evaluation does not update."""
-
-
 class Frozen:
     """Evaluation adapter: a classical bandit's greedy action, no updates."""
 
@@ -231,9 +226,12 @@ class Frozen:
         pass
 
 
-def make_env(args: Args, tokenized: bool) -> gym.Env:
+def env_kwargs(args: Args, receiver: Any = None) -> dict[str, Any]:
+    """The env's keyword arguments from ``args`` (``receiver``: a Receiver object overriding ``args.receiver``)."""
     kwargs: dict[str, Any] = {}
-    if args.receiver is not None:
+    if receiver is not None:
+        kwargs["receiver"] = receiver
+    elif args.receiver is not None:
         kwargs["receiver"] = args.receiver
         if args.receiver_max_new_tokens is not None:
             kwargs["receiver_kwargs"] = {"max_new_tokens": args.receiver_max_new_tokens}
@@ -243,7 +241,12 @@ def make_env(args: Args, tokenized: bool) -> gym.Env:
         kwargs["subset_size"] = args.subset_size
     if args.oracle_table is not None:
         kwargs["oracle_table"] = args.oracle_table
-    env = gym.make(args.env, **kwargs)
+    return kwargs
+
+
+def make_env(args: Args, tokenized: bool, receiver: Any = None) -> gym.Env:
+    """The single env (classical bandits: one play per step), with token-id observations if ``tokenized``."""
+    env = gym.make(args.env, **env_kwargs(args, receiver))
     if not isinstance(env.action_space, gym.spaces.Discrete):
         raise ConfigError(f"{args.env} has action space {env.action_space}; bandit agents need discrete signals")
     if tokenized:
@@ -251,10 +254,30 @@ def make_env(args: Args, tokenized: bool) -> gym.Env:
     return env
 
 
-def with_regret(env: gym.Env, log_dir: str | None) -> gym.Env:
-    """Wrap in RegretWrapper when the env has an oracle; say so either way."""
+def make_vector_env(args: Args, receiver: Any = None) -> gym.vector.VectorEnv:
+    """The env's native vector env of ``args.num_envs`` sub-envs: each step is ONE Receiver batch."""
+    venv = gym.make_vec(args.env, num_envs=args.num_envs, vectorization_mode="vector_entry_point",
+                        **env_kwargs(args, receiver))
+    if not isinstance(venv.single_action_space, gym.spaces.Discrete):
+        raise ConfigError(f"{args.env} has action space {venv.single_action_space}; bandit agents need discrete "
+                          "signals")
+    return venv
+
+
+def make_sb3_env(venv: gym.vector.VectorEnv, args: Args):
+    """An SB3 ``VecEnv`` over ``venv`` with token-id observations (one Receiver batch per SB3 step)."""
+    from bpa_gym.integrations.sb3 import SB3VecEnv
+
+    return SB3VecEnv(venv, args.tokenizer, max_length=args.max_length)
+
+
+def with_regret(env: gym.Env | gym.vector.VectorEnv, log_dir: str | None) -> gym.Env | gym.vector.VectorEnv:
+    """Wrap in RegretWrapper (VectorRegretWrapper for a vector env) when the env has an oracle; say so either way."""
     try:
-        wrapped = RegretWrapper(env, log_dir=log_dir)
+        if isinstance(env, gym.vector.VectorEnv):
+            wrapped = VectorRegretWrapper(env, log_dir=log_dir)
+        else:
+            wrapped = RegretWrapper(env, log_dir=log_dir)
     except OracleUnavailableError as exc:
         print(f"regret: not tracked ({exc})")
         return env
@@ -275,21 +298,59 @@ def make_classical(args: Args, n_actions: int):
     raise ConfigError(f"unknown --algo {args.algo!r}; choose ppo, a2c, ucb1, thompson, exp3 or linucb")
 
 
-def train(args: Args) -> dict[str, Any]:
-    """Train one Advisor, evaluate it greedily, return a summary dict."""
+def plain(regret: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A regret dict with numpy arrays and scalars as lists and Python numbers (for JSON)."""
+    if regret is None:
+        return None
+    return {k: v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v for k, v in regret.items()}
+
+
+def evaluate(args: Args, act: Any, tokenized: bool, receiver: Any = None) -> dict[str, Any]:
+    """Greedy plays on a fresh vector env (sub-env i seeded ``seed + 1 + i``), ``num_envs`` per Receiver batch.
+
+    ``act(observations)`` maps a batch of observations (token ids if
+    ``tokenized``, else item texts) to a batch of signal indices.
+    """
+    venv = make_vector_env(args, receiver)
+    steps = -(-args.eval_steps // args.num_envs)
+    total = 0.0
+    if tokenized:
+        env = make_sb3_env(venv, args)
+        env.seed(args.seed + 1)
+        obs = env.reset()
+        for _ in range(steps):
+            obs, rewards, _dones, _infos = env.step(np.asarray(act(obs)))
+            total += float(np.sum(rewards))
+    else:
+        env = venv
+        obs, _ = venv.reset(seed=args.seed + 1)
+        for _ in range(steps):
+            obs, rewards, _term, _trunc, _info = venv.step(np.asarray(act(obs)))
+            total += float(np.sum(rewards))
+    env.close()
+    plays = steps * args.num_envs
+    return {"plays": plays, "mean_reward": total / plays}
+
+
+def train(args: Args, *, receiver: Any = None) -> dict[str, Any]:
+    """Train one Advisor, evaluate it greedily, return a summary dict.
+
+    ``receiver``: a Receiver object to use instead of ``args.receiver`` (e.g.
+    a test double that records its batch sizes).
+    """
     seed_everything(args.seed)
     device = str(resolve_device(args.device))
     sb3 = args.algo in ("ppo", "a2c")
-    env = with_regret(make_env(args, tokenized=sb3), args.log_dir)
     if sb3:
         from stable_baselines3 import A2C, PPO
 
-        base = env if isinstance(env, TokenIdsObservation) else env.env
+        venv = with_regret(make_vector_env(args, receiver), args.log_dir)
+        env = make_sb3_env(venv, args)
         policy_kwargs = dict(
             features_extractor_class=make_gpt2_extractor_class(),
-            features_extractor_kwargs=dict(model=args.extractor, pad_token_id=base.pad_token_id,
-                                           trainable=args.trainable_extractor, vocab_size=len(base.tokenizer),
-                                           pooling=args.pooling),
+            features_extractor_kwargs=dict(model=args.extractor, pad_token_id=env.encoder.pad_token_id,
+                                           trainable=args.trainable_extractor,
+                                           vocab_size=len(env.encoder.tokenizer), pooling=args.pooling),
             net_arch=dict(pi=[64], vf=[64]),
         )
         common = dict(gamma=0.0, learning_rate=args.learning_rate, n_steps=args.n_steps, ent_coef=args.ent_coef,
@@ -301,18 +362,25 @@ def train(args: Args) -> dict[str, Any]:
             model = A2C("MlpPolicy", env, gae_lambda=1.0, **common)
         model.learn(total_timesteps=args.total_steps, progress_bar=False)
         train_stats = None
-        final_regret = env.regret_info() if isinstance(env, RegretWrapper) else None
-        agent = SB3Agent(model)
+        final_regret = plain(venv.regret_info()) if isinstance(venv, VectorRegretWrapper) else None
+        env.close()  # flushes the regret log
+
+        def act(obs):
+            return model.predict(obs, deterministic=True)[0]
     else:
+        env = with_regret(make_env(args, tokenized=False, receiver=receiver), args.log_dir)
         agent = make_classical(args, env.action_space.n)
         train_stats = run_bandit(env, agent, args.total_steps, seed=args.seed)
-        final_regret = train_stats["final_regret"]
-        agent = Frozen(agent)
-    env.close()  # flushes the regret log
-    eval_env = make_env(args, tokenized=sb3)
-    evaluation = run_bandit(eval_env, agent, args.eval_steps, seed=args.seed + 1)
+        final_regret = plain(train_stats["final_regret"])
+        env.close()  # flushes the regret log
+        frozen = Frozen(agent)
+
+        def act(obs):
+            return [frozen.act(o) for o in obs]
+    evaluation = evaluate(args, act, tokenized=sb3, receiver=receiver)
     summary = {"args": dataclasses.asdict(args), "device": device, "train": train_stats,
-               "final_regret": final_regret, "eval_mean_reward": evaluation["mean_reward"]}
+               "final_regret": final_regret, "eval_plays": evaluation["plays"],
+               "eval_mean_reward": evaluation["mean_reward"]}
     return summary
 
 

@@ -5,15 +5,15 @@ Advisor: GPT-2 small, randomly initialised from ``../shared/models/gpt2/config.j
 Receiver: a randomly initialised causal LM with the architecture of
 Qwen2-0.5B (``--receiver-arch qwen2-0.5b``, default) or SmolLM2-360M
 (``smollm2-360m``), with the GPT-2 tokenizer, wrapped in bpa_gym's
-:class:`~bpa_gym.receivers.hf.HFReceiver` and played through the GSM8K env's
-batched game.  The Receiver keeps its real vocabulary size (so its LM head
+:class:`~bpa_gym.receivers.hf.HFReceiver` and played through a vector view of
+the GSM8K env (one Receiver batch per step).  The Receiver keeps its real vocabulary size (so its LM head
 costs what the real one costs); embedding rows past the GPT-2 tokenizer are
 zeroed so that greedy decoding only emits ids the tokenizer can decode.  A
 random Receiver almost never emits EOS, so every answer runs to
 ``--receiver-max-new-tokens``: a worst case for Receiver time.
 
 Each iteration is exactly what ``agents/ppo_text.py`` runs (its ``rollout``
-and ``ppo_update`` functions): Advisor generation, one batched Receiver call,
+and ``ppo_update`` functions): Advisor generation, one vector-env step (one batched Receiver call),
 the scoring pass (policy / reference log-probs and values), and the PPO
 update.  The script prints a table of the time split, samples/s, peak GPU
 memory and the ratio of the iteration's wall time to the sum of its parts
@@ -54,7 +54,7 @@ from bpa_gym.common import resolve_device, seed_everything  # noqa: E402
 #: Keys of the JSON report (tests check them).
 REPORT_KEYS = ("config", "device", "samples_per_s", "time_s", "share", "peak_gpu_mem_gib",
                "ratio_iteration_to_parts", "reward_mean", "per_iteration")
-PHASES = (("generate", "Advisor generation"), ("receiver", "Receiver (game.play)"),
+PHASES = (("generate", "Advisor generation"), ("receiver", "Receiver (vector env step)"),
           ("score", "PPO scoring pass (logp/ref/values)"), ("update", "PPO update"))
 
 
@@ -161,7 +161,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     receiver = build_receiver(opts, device, gpt2_dir)
     env = gym.make("BayesPersuasion-GSM8K-v0", receiver=receiver, signals="text", data_dir=data_dir,
                    split="test", subset_size=opts.subset_size)
-    env.reset(seed=opts.seed)
+    venv = ppo_text.make_vector_env(env, args.batch_size)
+    observations, _ = venv.reset(seed=opts.seed)
     actor_critic, tokenizer = ppo_text.make_policy(args.policy, args.tokenizer, seed=opts.seed, device=device)
     ref_lm = ppo_text.make_reference(actor_critic)
     optimizer = torch.optim.Adam(actor_critic.parameters(), lr=args.learning_rate, eps=1e-5)
@@ -174,7 +175,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for i in range(opts.warmup + opts.iterations):
         ppo_text.sync(device)
         t0 = time.perf_counter()
-        batch = ppo_text.rollout(env, actor_critic, ref_lm, tokenizer, args, stop_ids, device)
+        batch, observations = ppo_text.rollout(venv, observations, actor_critic, ref_lm, tokenizer, args, stop_ids,
+                                               device)
         ppo_text.sync(device)
         t1 = time.perf_counter()
         stats = ppo_text.ppo_update(actor_critic, optimizer, batch, args, kl_ctl.value, device)

@@ -245,11 +245,13 @@ def test_signal_cut_in_tokens_credits_only_seen_tokens(tmp_path, tiny):
     the tokens the loss credits (never a character cut of longer credited text)."""
     ac, tok = tiny
     env, receiver = make_env(subset_size=8, max_signal_length=12)
-    env.reset(seed=0)
+    venv = P.make_vector_env(env, 8)
+    obs, _ = venv.reset(seed=0)
     args = tiny_args(tmp_path, batch_size=8, num_minibatches=1, max_signal_tokens=8, stop_at_newline=False)
     torch.manual_seed(0)
-    batch = P.rollout(env, ac, P.make_reference(ac), tok, args, P.stop_token_ids(tok, False), torch.device("cpu"))
-    seen = [o.signal for o in batch["outcomes"]]
+    batch, _ = P.rollout(venv, obs, ac, P.make_reference(ac), tok, args, P.stop_token_ids(tok, False),
+                         torch.device("cpu"))
+    seen = [info["signal"] for info in batch["infos"]]
     assert seen == batch["signals"]
     n_cut = 0
     for row, m, sig in zip(batch["response"].tolist(), batch["response_mask"].tolist(), seen):
@@ -266,10 +268,11 @@ def test_signal_cut_in_tokens_credits_only_seen_tokens(tmp_path, tiny):
 def test_receiver_failure_raises_never_zero(tmp_path, tiny):
     ac, tok = tiny
     env, receiver = make_env(fail=True, subset_size=8)
-    env.reset(seed=0)
+    venv = P.make_vector_env(env, 4)
+    obs, _ = venv.reset(seed=0)
     args = tiny_args(tmp_path, batch_size=4, num_minibatches=1, max_signal_tokens=3)
     with pytest.raises(bpa_gym.ReceiverError):
-        P.rollout(env, ac, P.make_reference(ac), tok, args, P.stop_token_ids(tok), torch.device("cpu"))
+        P.rollout(venv, obs, ac, P.make_reference(ac), tok, args, P.stop_token_ids(tok), torch.device("cpu"))
     assert receiver.calls == [4]
 
 
@@ -289,8 +292,11 @@ def test_ppo_learns_keyword_signal(tmp_path):
     """A tiny random GPT-2 biased to say " carefully" ~2.75% of the time per token (random-policy reward
     ~0.2 over 8-token signals) learns to put it in nearly every signal within 4 iterations of 32 signals.
 
-    Checked locally (reward per iteration 1..4): seed 0: 0.22 0.44 0.81 0.97; seed 1: 0.25 0.50 0.94 0.94;
-    seed 2: 0.19 0.62 0.94 1.00; seed 3: 0.28 0.59 1.00 0.97.
+    Items come from the 32-env vector env (sub-env i seeded seed + i), one venv.step per iteration.
+    Checked locally (reward per iteration 1..4): seed 0: 0.22 0.44 0.75 0.97; seed 1: 0.28 0.50 0.94 0.94;
+    seed 2: 0.16 0.62 0.94 1.00; seed 3: 0.28 0.62 0.97 0.97 (with items sampled by env.unwrapped.np_random
+    before: seed 0: 0.22 0.44 0.81 0.97; seed 1: 0.25 0.50 0.94 0.94; seed 2: 0.19 0.62 0.94 1.00;
+    seed 3: 0.28 0.59 1.00 0.97).
     """
     rewards, out, receiver, args = run_keyword_learning(tmp_path, seed=0)
     print("mean reward per iteration:", rewards)
@@ -357,6 +363,9 @@ def test_checkpoint_resume_matches_uninterrupted_run(tmp_path):
     final_a = P.load_checkpoint(Path(args_a.save_dir) / "checkpoint.pt")
     final_c = P.load_checkpoint(Path(args_c.save_dir) / "checkpoint.pt")
     assert final_c["iteration"] == final_a["iteration"] == 3
+    # the vector env's item streams continued exactly: same RNGs, permutations, cursors and next items
+    assert final_c["env_items"] == final_a["env_items"]
+    assert final_a["env_items"]["num_envs"] == 8 and len(final_a["env_items"]["sub_envs"]) == 8
     opt_a, opt_c = final_a["optimizer"]["state"], final_c["optimizer"]["state"]
     assert opt_a.keys() == opt_c.keys()
     for k in opt_a:

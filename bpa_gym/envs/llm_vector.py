@@ -215,6 +215,79 @@ class BayesPersuasionLLMVectorEnv(VectorEnv):
         """The single env's regret oracle (see :meth:`bpa_gym.envs.llm.BayesPersuasionLLMEnv.regret_oracle`)."""
         return self.env.regret_oracle(comparator)
 
+    def get_item_state(self) -> dict[str, Any]:
+        """The item stream of every sub-env as plain data, to continue it exactly after a restart.
+
+        Each sub-env's random generator (its ``bit_generator.state``: strings
+        and ints), :class:`~bpa_gym.envs.llm.ItemOrder` (permutation and
+        cursor) and current item index; nothing but dicts, lists, ints,
+        strings and bools, so it can go into a checkpoint read back with
+        ``torch.load(weights_only=True)`` or into JSON.
+
+        Raises:
+            ConfigError: a sub-env was never reset, or plays an item given by
+                ``reset(options={"items": ...})`` (not one of the env's items).
+
+        Example:
+            >>> import gymnasium as gym, bpa_gym
+            >>> venv = gym.make_vec("BayesPersuasion-Identity-v0", num_envs=2,
+            ...                     vectorization_mode="vector_entry_point")
+            >>> _ = venv.reset(seed=0)
+            >>> state = venv.get_item_state()
+            >>> first = [venv.step([0, 0])[-1]["item_id"].tolist() for _ in range(3)]
+            >>> other = gym.make_vec("BayesPersuasion-Identity-v0", num_envs=2,
+            ...                      vectorization_mode="vector_entry_point")
+            >>> other.set_item_state(state)
+            >>> [other.step([0, 0])[-1]["item_id"].tolist() for _ in range(3)] == first
+            True
+        """
+        if any(ix is None for ix in self._current_index):
+            raise ConfigError(f"{type(self).__name__}.get_item_state(): every sub-env must be reset on one of the "
+                              "env's items first (items given by reset(options={'items': ...}) have no place in "
+                              "the item stream)")
+        return {"num_envs": self.num_envs, "num_items": len(self.items), "sub_envs": [
+            {"rng": None if self._rngs[i] is None else self._rngs[i].bit_generator.state,
+             "order": self._orders[i].get_state(), "item_index": int(self._current_index[i])}
+            for i in range(self.num_envs)]}
+
+    def set_item_state(self, state: Any) -> None:
+        """Continue the item streams saved by :meth:`get_item_state` (of a vector env over the same items).
+
+        No :meth:`reset` is needed after it: the current items are the saved
+        ones (read them with :attr:`current_items`).
+
+        Raises:
+            ConfigError: ``state`` is not such a state, or was saved with
+                another ``num_envs`` or another number of items.
+        """
+        name = f"{type(self).__name__}.set_item_state()"
+        try:
+            subs = list(state["sub_envs"])
+            ok = (int(state["num_envs"]) == self.num_envs == len(subs)
+                  and int(state["num_items"]) == len(self.items))
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"{name}: not an item state of this vector env (num_envs={self.num_envs}, "
+                              f"{len(self.items)} items): {state!r:.120}; save it with get_item_state() of a vector "
+                              "env over the same items and num_envs")
+        rngs, orders, current = [], [], []
+        for i, sub in enumerate(subs):
+            try:
+                rngs.append(None if sub["rng"] is None else _generator(sub["rng"]))
+                order = ItemOrder(len(self.items), self.env.shuffle)
+                order.set_state(sub["order"])
+                orders.append(order)
+                index = sub["item_index"]
+                if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.items):
+                    raise ConfigError(f"item_index {index!r:.40} is outside 0..{len(self.items) - 1}")
+                current.append(index)
+            except (TypeError, KeyError, ValueError, ConfigError) as e:
+                raise ConfigError(f"{name}: sub-env {i}: invalid state ({e})") from None
+        self._rngs, self._orders = rngs, orders
+        self._current_index = current
+        self._current = [self.items[ix] for ix in current]
+
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
         """Reset the sub-envs (all, or those in ``options["reset_mask"]``); see the module docstring."""
@@ -453,6 +526,16 @@ class IdentityVectorEnv(BayesPersuasionLLMVectorEnv):
     """Vector env of ``BayesPersuasion-Identity-v0`` (see :class:`~bpa_gym.envs.identity.IdentityEnv`)."""
 
     single_env_class = IdentityEnv
+
+
+def _generator(state: dict[str, Any]) -> np.random.Generator:
+    """A numpy Generator continuing a saved ``bit_generator.state`` (PCG64, MT19937, ...)."""
+    kind = state["bit_generator"] if isinstance(state, dict) else None
+    if kind not in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"):
+        raise ValueError(f"unknown bit generator {kind!r:.40}")
+    bit_generator = getattr(np.random, kind)()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
 
 
 def _printable():

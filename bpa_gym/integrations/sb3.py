@@ -156,7 +156,12 @@ class SB3VecEnv(VecEnv):
 
 
 def _sub_info(info: dict[str, Any], i: int) -> dict[str, Any]:
-    """Sub-env ``i``'s entries of a Gymnasium vector info dict, as plain Python values."""
+    """Sub-env ``i``'s entries of a Gymnasium vector info dict, as plain Python values.
+
+    A value that is not one entry per sub-env (a scalar, such as the running
+    totals :class:`~bpa_gym.wrappers.VectorRegretWrapper` adds to
+    ``info["regret"]``) is shared: every sub-env's info gets it.
+    """
     out: dict[str, Any] = {}
     for key, value in info.items():
         if key.startswith("_") or key in ("final_info", "final_obs"):
@@ -164,6 +169,11 @@ def _sub_info(info: dict[str, Any], i: int) -> dict[str, Any]:
         mask = info.get(f"_{key}")
         if mask is not None and not mask[i]:
             continue
-        item = _sub_info(value, i) if isinstance(value, dict) else value[i]
+        if isinstance(value, dict):
+            item = _sub_info(value, i)
+        elif isinstance(value, (np.ndarray, list, tuple)) and np.ndim(value) > 0:
+            item = value[i]
+        else:
+            item = value
         out[key] = item.item() if isinstance(item, np.generic) else item
     return out
