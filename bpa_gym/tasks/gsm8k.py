@@ -387,20 +387,45 @@ def _truncate_runaway(text: str) -> str:
     return text if header is None else text[: header.start()]
 
 
-def _may_have_marker(text: str) -> bool:
-    """False only when :data:`_MARKER_RE` cannot match (a cheap test that skips the scan).
+def _markers(text: str) -> Iterator[re.Match[str]]:
+    """``_MARKER_RE.finditer(text)``, without scanning the pattern at every position.
 
-    Every marker holds ``####``, a capital ``A`` and a colon, or "answer" in any case; under
-    ``re.IGNORECASE`` the only character beyond ``str.lower()`` that matches one of those letters
-    is the long s (U+017F, matching "s").
+    Every marker starts at a candidate that plain string search finds: ``####``, "answer" or
+    "final" in any case (in ``text.lower()``, with the two characters that ``re.IGNORECASE`` also
+    matches there folded: dotless i and long s), or a line start (the ``A:`` branch, only when
+    the text holds an ``A`` and a colon).  Trying the pattern at the candidates from left to right,
+    skipping those inside the last match, finds the same matches as the scan.  (A capital dotted
+    İ, whose lower case is two characters, takes the scan.)
     """
-    return "####" in text or ("A" in text and ":" in text) or "answer" in text.lower().replace("\u017f", "s")
+    if "\u0130" in text:
+        yield from _MARKER_RE.finditer(text)
+        return
+    folded = text.lower().replace("\u0131", "i").replace("\u017f", "s")
+    starts: set[int] = set()
+    for haystack, needle in ((folded, "answer"), (folded, "final"), (text, "####")):
+        i = haystack.find(needle)
+        while i >= 0:
+            starts.add(i)
+            i = haystack.find(needle, i + 1)
+    if "A" in text and ":" in text:
+        starts.add(0)
+        i = text.find("\n")
+        while i >= 0:
+            starts.add(i + 1)
+            i = text.find("\n", i + 1)
+    end = 0
+    for start in sorted(starts):
+        if start >= end:
+            m = _MARKER_RE.match(text, start)
+            if m is not None:
+                yield m
+                end = m.end()
 
 
 def _last_marked(text: str) -> re.Match[str] | None | bool:
     """The number of the last explicit marker followed by one (``False`` when no marker has a number)."""
     found: tuple[int, re.Match[str]] | None = None
-    for m in _MARKER_RE.finditer(text) if _may_have_marker(text) else ():
+    for m in _markers(text):
         num = _number_after(text, m.end())
         if num is not None and (found is None or m.start() >= found[0]):
             found = (m.start(), num)
