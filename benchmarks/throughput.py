@@ -336,8 +336,10 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         for key, value in a["ratios"].items():
             name = key.split(" ")[0]
             detail = ""
-            if "step vs cartpole" in key:
-                w = name.split("/")[1]
+            w = name.split("/")[1]
+            if "reset+step vs cartpole" in key:
+                detail = f"{us[name + '/episode']:.1f} us vs {us[f'cartpole/{w}/episode']:.1f} us"
+            elif "step vs cartpole" in key:
                 detail = f"{us[name + '/step']:.1f} us vs {us[f'cartpole/{w}/step']:.1f} us"
             elif "bare" in key:
                 detail = f"{us[name + '/step']:.1f} us vs {us[name.split('/')[0] + '/bare']:.1f} us"
