@@ -54,17 +54,54 @@ def test_clean_skips_only_substitutions_that_cannot_apply(text):
     assert G._clean(text) == _clean_reference(text)
 
 
-@given(texts)
-@settings(max_examples=500, deadline=None)
-def test_read_answer_is_unchanged_by_the_marker_fast_path(text):
-    fast = G.read_answer(text)
-    original = G._markers
+def _truncate_runaway_reference(text: str) -> str:  # as it was: one regex search
+    first_digit = re.search(r"\d", text)
+    if first_digit is None:
+        return text
+    header = G._NEW_QUESTION_RE.search(text, first_digit.start() + 1)
+    return text if header is None else text[: header.start()]
+
+
+def _read_reference(match):  # as it was: every number through Fraction
+    if match is None:
+        return None, None
     try:
-        G._markers = G._MARKER_RE.finditer  # the general path: scan every position
+        value = G._to_fraction(match)
+    except G._Unreadable as e:
+        return None, f"the answer is unreadable: {e}"
+    if value is None:
+        return None, f"the answer {match.group()!r} divides by zero"
+    return G._format(value), None
+
+
+numbers = st.from_regex(r"\A[-\u2212]?\$?[-]?(\d{1,4}(,\d{3}){0,3}|\d{99,102})(\.\d{1,3})?([eE][-+]?\d{1,3})?\Z")
+answer_texts = st.lists(st.one_of(st.sampled_from(_PIECES), numbers, st.text(max_size=3)), max_size=16).map("".join)
+
+
+@given(st.one_of(texts, answer_texts))
+@settings(max_examples=400, deadline=None)
+def test_read_answer_is_unchanged_by_the_fast_paths(text):
+    fast = G.read_answer(text)
+    saved = G._markers, G._truncate_runaway, G._read
+    try:  # the general paths: scan every position, search once, read every number through Fraction
+        G._markers, G._truncate_runaway, G._read = G._MARKER_RE.finditer, _truncate_runaway_reference, _read_reference
         slow = G.read_answer(text)
     finally:
-        G._markers = original
+        G._markers, G._truncate_runaway, G._read = saved
     assert fast == slow
+
+
+@given(st.one_of(texts, answer_texts))
+@settings(max_examples=300, deadline=None)
+def test_truncate_runaway_cuts_where_the_search_does(text):
+    assert G._truncate_runaway(text) == _truncate_runaway_reference(text)
+
+
+@given(numbers)
+def test_integer_fast_read_equals_the_fraction_read(text):
+    match = G._match_number(text, 0)
+    if match is not None:
+        assert G._read(match) == _read_reference(match)
 
 
 @given(st.from_regex(r"\A(\d{1,30}(\.\d{1,30})?|\.\d{1,30})\Z"))

@@ -304,6 +304,11 @@ class AnswerReading:
 def _read(match: re.Match[str] | None) -> tuple[str | None, str | None]:
     if match is None:
         return None, None
+    whole, fn, num, exp, neg, neg2 = match.group("whole", "fn", "num", "exp", "neg", "neg2")
+    if num is not None and whole is None and fn is None and exp is None and "." not in num:
+        digits = num.replace(",", "")  # (fast path) an integer: its canonical text without Fraction
+        if len(digits) <= MAX_NUMBER_DIGITS:
+            return str(-int(digits) if neg or neg2 else int(digits)), None
     try:
         value = _to_fraction(match)
     except _Unreadable as e:
@@ -383,8 +388,13 @@ def _truncate_runaway(text: str) -> str:
     first_digit = _DIGIT_RE.search(text)
     if first_digit is None:
         return text
-    header = _NEW_QUESTION_RE.search(text, first_digit.start() + 1)
-    return text if header is None else text[: header.start()]
+    # _NEW_QUESTION_RE.search(text, first_digit.start() + 1), tried only where it can match: at line starts
+    newline = text.find("\n", first_digit.start())
+    while newline >= 0:
+        if _NEW_QUESTION_RE.match(text, newline + 1) is not None:
+            return text[: newline + 1]
+        newline = text.find("\n", newline + 1)
+    return text
 
 
 def _markers(text: str) -> Iterator[re.Match[str]]:
