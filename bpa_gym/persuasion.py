@@ -60,6 +60,10 @@ from bpa_gym.errors import ConfigError
 #: larger where the Receiver is nearly indifferent everywhere.
 BEST_RESPONSE_RTOL: float = 1e-6
 
+#: How close to a decision boundary the plain-Python fast paths defer to numpy (see
+#: :meth:`TabularGame._best_response_fast`): far above the few ulps by which their sums may differ.
+_EDGE: float = 1e-12
+
 #: How far a prior may sum away from 1.
 PRIOR_ATOL: float = 1e-9
 
@@ -398,6 +402,76 @@ class TabularGame:
         return (self.receiver_utility - self.receiver_utility.min(axis=1, keepdims=True)) / receiver_scale(
             self.receiver_utility)
 
+    @cached_property
+    def _lists(self) -> tuple[list[float], list[list[float]], list[list[float]], float]:
+        # (prior, normalised u_r, u_s, largest |u_s| or 1) as Python lists, for the per-step fast paths below
+        us_scale = float(np.abs(self.sender_utility).max())
+        return self.prior.tolist(), self._ur_normalised.tolist(), self.sender_utility.tolist(), us_scale or 1.0
+
+    def _best_response_fast(self, q: list[float]) -> int | None:
+        """:meth:`best_response` of one posterior in plain Python, or ``None`` near a knife edge.
+
+        For one round of an env, numpy on arrays of a few entries costs more than the arithmetic.
+        The products are summed in another order than numpy's matrix product, so the expected
+        utilities may differ from it in the last bits: where that could change the answer (an
+        action within :data:`_EDGE` of the tolerance threshold, or two best responses the Sender
+        values within ``_EDGE`` times the largest ``|u_s|``), ``None`` tells the caller to use
+        :meth:`best_response`.  (``u_r`` is normalised to entries in [0, 1], so ``_EDGE`` is absolute there.)
+        """
+        _, ur, us, us_scale = self._lists
+        tie = _EDGE * us_scale
+        states = range(len(q))
+        u = []
+        for a in range(len(ur[0])):
+            x = 0.0
+            for w in states:
+                x += q[w] * ur[w][a]
+            u.append(x)
+        threshold = max(u) - BEST_RESPONSE_RTOL
+        best, best_value = -1, 0.0
+        for a, x in enumerate(u):
+            if abs(x - threshold) < _EDGE:
+                return None
+            if x >= threshold:
+                v = 0.0
+                for w in states:
+                    v += q[w] * us[w][a]
+                if best >= 0 and abs(v - best_value) <= tie:
+                    return None
+                if best < 0 or v > best_value:
+                    best, best_value = a, v
+        return best
+
+    def _evaluate_fast(self, scheme: list[list[float]]) -> tuple[list[list[float]], list[int], float] | None:
+        """:meth:`evaluate` of a row-normalised scheme (Python lists) in plain Python, or ``None``.
+
+        Returns ``(posteriors, actions, value)`` as :class:`SchemeEvaluation` holds them; ``None``
+        where a best response is on a knife edge (see :meth:`_best_response_fast`).  The
+        posteriors are exactly numpy's (elementwise arithmetic, sums in numpy's order); the value
+        may differ from :meth:`evaluate`'s in the last bits.
+        """
+        prior, _, us, _ = self._lists
+        joint = [[mu * x for x in row] for mu, row in zip(prior, scheme)]
+        p_signal = list(joint[0])
+        for row in joint[1:]:
+            for j, x in enumerate(row):
+                p_signal[j] += x
+        posts, actions = [], []
+        for j, p in enumerate(p_signal):
+            q = [row[j] / p for row in joint] if p > 0 else list(prior)
+            a = self._best_response_fast(q)
+            if a is None:
+                return None
+            posts.append(q)
+            actions.append(a)
+        value = 0.0
+        for mu, row, u in zip(prior, scheme, us):
+            x = 0.0
+            for pj, a in zip(row, actions):
+                x += pj * u[a]
+            value += mu * x
+        return posts, actions, value
+
     def best_response(self, posterior) -> np.ndarray:
         """:func:`best_response` with this game's utilities."""
         return _best_response(np.asarray(posterior, dtype=np.float64), self._ur_normalised, self.sender_utility,
@@ -699,6 +773,39 @@ def tolerance_supremum(game: "TabularGame") -> float:
         True
     """
     return _solve(game, margin=-BEST_RESPONSE_RTOL).lp_value
+
+
+def _numpy_sum(xs: list[float]) -> float:
+    """The sum of ``xs`` in the order ``np.add.reduce`` adds a contiguous float64 array (pairwise, blocks of 8).
+
+    Used by the plain-Python fast paths so that they round exactly as numpy does.
+
+    Example:
+        >>> xs = [0.1, 0.2, 0.3, 1e16, 1.0, -1e16, 0.7, 0.9, 3.0]
+        >>> _numpy_sum(xs) == float(np.add.reduce(np.array(xs)))
+        True
+    """
+    n = len(xs)
+    if n < 8:
+        total = 0.0
+        for x in xs:
+            total += x
+        return total
+    if n <= 128:
+        r = xs[:8]
+        i = 8
+        stop = n - n % 8
+        while i < stop:
+            for j in range(8):
+                r[j] += xs[i + j]
+            i += 8
+        total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        for x in xs[i:]:
+            total += x
+        return total
+    half = n // 2
+    half -= half % 8
+    return _numpy_sum(xs[:half]) + _numpy_sum(xs[half:])
 
 
 def _normalised(u: np.ndarray) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 
@@ -13,7 +15,9 @@ def sample_categorical(probs, rng: np.random.Generator, size: int | None = None)
 
     Args:
         probs: Shape ``(K,)`` (one distribution) or ``(B, K)`` (one per row);
-            nonnegative, each summing to 1 up to round-off.
+            nonnegative, each summing to 1 up to round-off.  A Python list of
+            ``float`` with ``size=None`` takes a plain-Python path (faster for one
+            draw) that gives the same index and consumes the same random number.
         rng: A ``numpy.random.Generator``.
         size: With a 1-D ``probs``, the number of draws (``None``: one ``int``).
             Must be ``None`` for 2-D ``probs`` (one draw per row).
@@ -28,6 +32,18 @@ def sample_categorical(probs, rng: np.random.Generator, size: int | None = None)
         >>> sample_categorical([[1.0, 0.0], [0.0, 1.0]], rng).tolist()
         [0, 1]
     """
+    if size is None and type(probs) is list:  # fast path for one draw (a per-step env): plain Python
+        total, cum = 0.0, []
+        for x in probs:
+            if type(x) is not float:
+                break
+            total += x  # np.cumsum's order: the same sums, bit for bit
+            cum.append(total)
+        else:
+            if cum and total == total:  # no NaN (numpy orders NaN differently)
+                cum[-1] = 1.0
+                # bisect_right is np.searchsorted(side="right")'s binary search, step for step
+                return min(bisect.bisect_right(cum, rng.random()), len(cum) - 1)
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim == 1:
         cum = np.cumsum(p)

@@ -482,7 +482,11 @@ class BayesPersuasionLLMEnv(gym.Env):
     def step(self, action: Any):
         if self._item_index is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        signal = self.signal_text(action)
+        library = self.signal_library
+        if library is not None and type(action) in (int, np.int64) and 0 <= action < len(library.signals):
+            signal = library.signals[action]  # fast path: an in-range index needs no space check
+        else:
+            signal = self.signal_text(action)
         if self._done:
             raise ConfigError("step() called after the episode ended (each episode is one step, terminated=True); "
                               "call env.reset() first")

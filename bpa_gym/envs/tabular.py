@@ -18,13 +18,14 @@ from bpa_gym.common.sampling import sample_categorical
 from bpa_gym.common.validation import Arguments, Bool, Int, PositiveFloat, PositiveInt, Seed, check, check_value
 from bpa_gym.errors import ConfigError
 from bpa_gym.oracles import ExactLPOracle
-from bpa_gym.persuasion import TabularGame, as_float_array, normalize_scheme, value_of_persuasion
+from bpa_gym.persuasion import TabularGame, _numpy_sum, as_float_array, normalize_scheme, value_of_persuasion
 
 #: A random game is "trivial" when the value of persuasion (V* minus the no-information value) is below this
 #: fraction of the Sender's utility range: there is almost nothing to learn, and the env warns.
 TRIVIAL_PERSUASION_GAIN: float = 0.01
 
 _AtLeastTwo = Annotated[Int, Field(ge=2)]
+_INF = float("inf")
 
 
 class TabularEnvArgs(Arguments):
@@ -178,8 +179,9 @@ class TabularPersuasionEnv(gym.Env):
         else:
             self.observation_space = spaces.Discrete(S)
             self.action_space = spaces.Discrete(M)
-        self._counts = np.zeros((S, M))
-        self._n_state = np.zeros(S)
+        # the Receiver's memory n(ω, σ) and n(ω), as Python lists (read and updated once per step)
+        self._counts: list[list[float]] = [[0.0] * M for _ in range(S)]
+        self._n_state: list[float] = [0.0] * S
         self._state: int | None = None
         self._round = 0
         self._needs_reset = True
@@ -202,8 +204,8 @@ class TabularPersuasionEnv(gym.Env):
                                                            "options['clear_history']", "TabularPersuasionEnv.reset()")
         super().reset(seed=seed)
         if seed is not None or clear:
-            self._counts[:] = 0.0
-            self._n_state[:] = 0.0
+            self._counts = [[0.0] * self.num_signals for _ in range(self.game.n_states)]
+            self._n_state = [0.0] * self.game.n_states
         self._round = 0
         self._needs_reset = False
         return self._observe(), {}
@@ -213,26 +215,37 @@ class TabularPersuasionEnv(gym.Env):
         if self._needs_reset:
             raise ConfigError("step() called before reset() or after the episode ended; call env.reset() first")
         g = self.game
+        prior, _, us, _ = g._lists  # plain Python: numpy on a few entries costs more than the arithmetic
         if self.action_mode == "scheme":
-            ev = g.evaluate(self.scheme_of(action))
-            state = self._draw_state()
-            signal = sample_categorical(ev.scheme[state], self.np_random)
-            receiver_action = int(ev.actions[signal])
-            posterior = ev.posteriors[signal].copy()
-            reward = float(g.sender_utility[state, receiver_action])
-            expected = ev.value
+            fast = self._scheme_round_fast(action)
+            if fast is not None:
+                state, signal, receiver_action, posterior, expected = fast
+            else:  # the general path (and every error message)
+                ev = g.evaluate(self.scheme_of(action))
+                state = self._draw_state()
+                signal = sample_categorical(ev.scheme[state], self.np_random)
+                receiver_action = int(ev.actions[signal])
+                posterior = ev.posteriors[signal].copy()
+                expected = ev.value
+            reward = us[state][receiver_action]
         else:
-            signal = _as_signal(action, self.num_signals)
+            m = self.num_signals
+            signal = int(action) if type(action) in (int, np.int64) and 0 <= action < m else _as_signal(action, m)
             state = self._state
             a = self.pseudo_count
-            lik = (self._counts[:, signal] + a) / (self._n_state + a * self.num_signals)
-            joint = g.prior * lik
-            posterior = joint / joint.sum()
-            receiver_action = int(g.best_response(posterior))
-            reward = float(g.sender_utility[state, receiver_action])
+            counts, n_state = self._counts, self._n_state
+            denominator = a * m
+            joint = [mu * ((row[signal] + a) / (n + denominator)) for mu, row, n in zip(prior, counts, n_state)]
+            total = _numpy_sum(joint)
+            q = [x / total for x in joint]
+            posterior = np.array(q)
+            receiver_action = g._best_response_fast(q)
+            if receiver_action is None:  # on a knife edge: numpy decides, as it always did
+                receiver_action = int(g.best_response(posterior))
+            reward = us[state][receiver_action]
             expected = reward
-            self._counts[state, signal] += 1.0
-            self._n_state[state] += 1.0
+            counts[state][signal] += 1.0
+            n_state[state] += 1.0
         self._round += 1
         terminated = self._round >= self.episode_length
         if terminated:
@@ -284,6 +297,38 @@ class TabularPersuasionEnv(gym.Env):
             arr[zero] = 1.0  # an all-zero row is the uniform row
         return normalize_scheme(arr, self.game.n_states, self.num_signals)
 
+    def _scheme_round_fast(self, action) -> tuple[int, int, int, np.ndarray, float] | None:
+        """One scheme-mode round in plain Python: ``(state, signal, receiver_action, posterior, expected)``.
+
+        The same round as the general path (``game.evaluate(scheme_of(action))``, then the state
+        and signal draws): the scheme and posteriors are computed with numpy's rounding, the draws
+        use the same random numbers.  ``None`` (take the general path) for anything but a float
+        array of the right shape with finite nonnegative entries, and where a best response is
+        on a knife edge; the expected reward may differ from the general path's in the last bits.
+        """
+        if type(action) is not np.ndarray or action.dtype.kind != "f" or action.shape != self.action_space.shape:
+            return None
+        scheme = []
+        for row in action.tolist():
+            for x in row:
+                if not 0.0 <= x < _INF:  # negative, NaN or infinite: the general path explains
+                    return None
+            total = _numpy_sum(row)
+            if total == 0.0:  # an all-zero row is the uniform row (see scheme_of)
+                row, total = [1.0] * len(row), float(len(row))
+            elif total == _INF:
+                return None
+            row = [x / total for x in row]  # scheme_of normalises ...
+            total = _numpy_sum(row)
+            scheme.append([x / total for x in row])  # ... and evaluate() normalises again
+        evaluation = self.game._evaluate_fast(scheme)
+        if evaluation is None:
+            return None
+        posteriors, actions, value = evaluation
+        state = self._draw_state()
+        signal = sample_categorical(scheme[state], self.np_random)
+        return state, signal, actions[signal], np.array(posteriors[signal]), value
+
     # ---------------------------------------------------------------- regret
 
     def regret_oracle(self) -> ExactLPOracle:
@@ -293,12 +338,12 @@ class TabularPersuasionEnv(gym.Env):
     @property
     def receiver_counts(self) -> np.ndarray:
         """Signal mode: the Receiver's counts ``n(ω, σ)`` since the last history clear (a copy)."""
-        return self._counts.copy()
+        return np.array(self._counts)
 
     # ---------------------------------------------------------------- helpers
 
     def _draw_state(self) -> int:
-        return sample_categorical(self.game.prior, self.np_random)
+        return sample_categorical(self.game._lists[0], self.np_random)  # the prior as a list: the fast draw
 
     def _observe(self, draw: bool = True):
         if self.action_mode == "scheme":

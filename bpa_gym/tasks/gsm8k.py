@@ -41,6 +41,7 @@ something else a model writes, and GSM8K answers are digits.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -121,7 +122,7 @@ def _to_fraction(m: re.Match[str]) -> Fraction | None:
                 f"a number with {len(mantissa) - ('.' in mantissa)} digits "
                 f"(more than MAX_NUMBER_DIGITS={MAX_NUMBER_DIGITS})"
             )
-        value = Fraction(mantissa)
+        value = _decimal_fraction(mantissa)
         if g["exp"]:
             exp_digits = g["exp"][1:].lstrip("+-").lstrip("0") or "0"
             if len(exp_digits) > 4 or int(exp_digits) > MAX_EXPONENT:
@@ -131,6 +132,19 @@ def _to_fraction(m: re.Match[str]) -> Fraction | None:
     if g["neg"] or g["neg2"]:
         value = -value
     return value
+
+
+def _decimal_fraction(digits: str) -> Fraction:
+    """The exact value of ``"123"``, ``"12.5"`` or ``".5"`` (``Fraction(digits)`` without its string parser).
+
+    Example:
+        >>> _decimal_fraction("12.50"), _decimal_fraction(".5"), _decimal_fraction("007")
+        (Fraction(25, 2), Fraction(1, 2), Fraction(7, 1))
+    """
+    whole, dot, decimals = digits.partition(".")
+    if not dot:
+        return Fraction(int(whole))
+    return Fraction(int(whole + decimals), 10 ** len(decimals))
 
 
 def _match_number(text: str, pos: int, end: int | None = None) -> re.Match[str] | None:
@@ -180,18 +194,25 @@ _LATEX_WRAPPERS = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox|operat
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(\d+)\s*\}")
 _LATEX_FRAC_SHORT = re.compile(r"\\[dt]?frac(\d)(\d)(?!\d)")  # \frac12
 _CALCULATOR = re.compile(r"<<[^<>]*>>")
+_THIN_SPACE_THOUSANDS = re.compile(r"(?<=\d)\\[,!;: ](?=\d{3}(?!\d))")
+_LEFT_RIGHT = re.compile(r"\\(?:left|right)(?=[()\[\]])")
 
 
 def _clean(text: str) -> str:
     """Undo the LaTeX / markdown wrapping that hides numbers."""
-    text = _CALCULATOR.sub("", text)
+    if "<<" in text:  # (fast path: each step below is skipped only where it cannot match)
+        text = _CALCULATOR.sub("", text)
     text = text.replace("**", "").replace("\\$", "$").replace("\\%", "%").replace("{,}", ",")
-    text = re.sub(r"(?<=\d)\\[,!;: ](?=\d{3}(?!\d))", ",", text)  # 1\,234
+    if "\\" not in text:  # every pattern below starts with a backslash
+        return text
+    text = _THIN_SPACE_THOUSANDS.sub(",", text)  # 1\,234
     for _ in range(3):  # \text{\textbf{...}}
-        text = _LATEX_WRAPPERS.sub(r"\1", text)
+        text, n = _LATEX_WRAPPERS.subn(r"\1", text)
+        if not n:
+            break
     text = _LATEX_FRAC.sub(r"\1/\2", text)
     text = _LATEX_FRAC_SHORT.sub(r"\1/\2", text)
-    text = re.sub(r"\\(?:left|right)(?=[()\[\]])", "", text)
+    text = _LEFT_RIGHT.sub("", text)
     return text
 
 
@@ -204,6 +225,8 @@ def _boxed_spans(text: str) -> Iterator[tuple[int, int, int]]:
     One pass over the braces matches them all (linear, however deeply nested
     or unclosed the boxes are).
     """
+    if "\\" not in text:  # (fast path) a box starts with a backslash
+        return
     opens = [m for m in _BOXED_RE.finditer(text)]
     if not opens:
         return
@@ -281,6 +304,11 @@ class AnswerReading:
 def _read(match: re.Match[str] | None) -> tuple[str | None, str | None]:
     if match is None:
         return None, None
+    whole, fn, num, exp, neg, neg2 = match.group("whole", "fn", "num", "exp", "neg", "neg2")
+    if num is not None and whole is None and fn is None and exp is None and "." not in num:
+        digits = num.replace(",", "")  # (fast path) an integer: its canonical text without Fraction
+        if len(digits) <= MAX_NUMBER_DIGITS:
+            return str(-int(digits) if neg or neg2 else int(digits)), None
     try:
         value = _to_fraction(match)
     except _Unreadable as e:
@@ -352,19 +380,62 @@ _NEW_QUESTION_RE = re.compile(
 )
 
 
+_DIGIT_RE = re.compile(r"\d")
+
+
 def _truncate_runaway(text: str) -> str:
     """Cut at the first new-question header that starts after some digit."""
-    first_digit = re.search(r"\d", text)
+    first_digit = _DIGIT_RE.search(text)
     if first_digit is None:
         return text
-    header = _NEW_QUESTION_RE.search(text, first_digit.start() + 1)
-    return text if header is None else text[: header.start()]
+    # _NEW_QUESTION_RE.search(text, first_digit.start() + 1), tried only where it can match: at line starts
+    newline = text.find("\n", first_digit.start())
+    while newline >= 0:
+        if _NEW_QUESTION_RE.match(text, newline + 1) is not None:
+            return text[: newline + 1]
+        newline = text.find("\n", newline + 1)
+    return text
+
+
+def _markers(text: str) -> Iterator[re.Match[str]]:
+    """``_MARKER_RE.finditer(text)``, without scanning the pattern at every position.
+
+    Every marker starts at a candidate that plain string search finds: ``####``, "answer" or
+    "final" in any case (in ``text.lower()``, with the two characters that ``re.IGNORECASE`` also
+    matches there folded: dotless i and long s), or a line start (the ``A:`` branch, only when
+    the text holds an ``A`` and a colon).  Trying the pattern at the candidates from left to right,
+    skipping those inside the last match, finds the same matches as the scan.  (A capital dotted
+    İ, whose lower case is two characters, takes the scan.)
+    """
+    if "\u0130" in text:
+        yield from _MARKER_RE.finditer(text)
+        return
+    folded = text.lower().replace("\u0131", "i").replace("\u017f", "s")
+    starts: set[int] = set()
+    for haystack, needle in ((folded, "answer"), (folded, "final"), (text, "####")):
+        i = haystack.find(needle)
+        while i >= 0:
+            starts.add(i)
+            i = haystack.find(needle, i + 1)
+    if "A" in text and ":" in text:
+        starts.add(0)
+        i = text.find("\n")
+        while i >= 0:
+            starts.add(i + 1)
+            i = text.find("\n", i + 1)
+    end = 0
+    for start in sorted(starts):
+        if start >= end:
+            m = _MARKER_RE.match(text, start)
+            if m is not None:
+                yield m
+                end = m.end()
 
 
 def _last_marked(text: str) -> re.Match[str] | None | bool:
     """The number of the last explicit marker followed by one (``False`` when no marker has a number)."""
     found: tuple[int, re.Match[str]] | None = None
-    for m in _MARKER_RE.finditer(text):
+    for m in _markers(text):
         num = _number_after(text, m.end())
         if num is not None and (found is None or m.start() >= found[0]):
             found = (m.start(), num)
@@ -447,13 +518,27 @@ def extract_answer(text: str) -> str | None:
     return read_answer(text).answer
 
 
+#: ``Fraction`` of a canonical number text, cached: golds repeat on every step that plays their item.
+_fraction_of = functools.lru_cache(maxsize=1 << 16)(Fraction)
+
+
 def _same_number(a: str, b: str) -> bool:
-    x, y = Fraction(a), Fraction(b)
+    if a == b:  # canonical texts: equal text is equal value (the common case of a right answer)
+        return True
+    x, y = _fraction_of(a), _fraction_of(b)
     return x == y or math.isclose(float(x), float(y), rel_tol=1e-9, abs_tol=1e-9)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _normalize_gold(gold: str) -> tuple[str | None, str | None]:
+    """:func:`_normalize` of a gold answer, cached: a gold is read on every step that plays its item,
+    and reading it is a pure function of its text."""
+    return _normalize(gold)
+
+
 def _gold_number(gold: str, what: str) -> str:
-    value, reason = _normalize(gold) if isinstance(gold, str) else (None, f"a {type(gold).__name__}, not text")
+    value, reason = _normalize_gold(gold) if isinstance(gold, str) else (
+        None, f"a {type(gold).__name__}, not text")
     if value is None:
         raise ConfigError(f"{what} {str(gold)[:80]!r} holds no readable number ({reason}); GSM8K golds are numbers like '18'")
     return value
