@@ -28,7 +28,7 @@ from __future__ import annotations
 import warnings
 from typing import Literal, Sequence
 
-from bpa_gym.errors import ConfigError, ReceiverError
+from bpa_gym.errors import ConfigError, ReceiverError, SandboxError
 from bpa_gym.prompts import PromptTemplate
 from bpa_gym.receivers.base import Receiver
 from bpa_gym.tasks.base import Task
@@ -154,7 +154,7 @@ class PersuasionGame:
             score = self.task.score(text, item)
             if not isinstance(score, Score):
                 raise TypeError(f"{type(self.task).__name__}.score returned {type(score).__name__}, not a Score")
-        except ConfigError:
+        except (ConfigError, SandboxError):  # a caller's mistake / the sandbox broke: never a reward of 0
             raise
         except Exception as e:  # noqa: BLE001 - a scorer bug must not lose the batch
             reason = f"the scorer raised {type(e).__name__}: {str(e)[:200]}"
