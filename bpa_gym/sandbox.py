@@ -84,7 +84,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 from bpa_gym.common.validation import Arguments, Bool, PositiveFloat, PositiveInt, check
 from bpa_gym.errors import ConfigError, SandboxError
@@ -159,12 +159,23 @@ _harness()
 '''
 
 
-class SandboxLimits(Arguments):
-    """The limits of one execution (checked; see :class:`Sandbox`).
+class _LimitsArgs(Arguments):
+    timeout_s: PositiveFloat
+    memory_bytes: PositiveInt
+    file_size_bytes: PositiveInt
+    max_processes: PositiveInt
+    max_open_files: PositiveInt
+    max_output_bytes: PositiveInt
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """The limits of one execution (checked: a bad value is a :class:`~bpa_gym.errors.ConfigError`).
 
     Attributes:
         timeout_s: Wall-clock seconds before the process group is killed
-            (``timed_out``).  CPU time is capped at the same number of seconds.
+            (``timed_out``).  CPU time is capped at the same number of seconds
+            (rounded up).
         memory_bytes: Address-space limit (``RLIMIT_AS``); beyond it
             allocations fail (``MemoryError``: ``crashed``).
         file_size_bytes: Largest file the program may write (``RLIMIT_FSIZE``).
@@ -172,18 +183,29 @@ class SandboxLimits(Arguments):
             (``RLIMIT_NPROC``; see the module docstring for how it is counted).
         max_open_files: ``RLIMIT_NOFILE``.
         max_output_bytes: stdout and stderr are each kept up to this many bytes.
+
+    Example:
+        >>> SandboxLimits(timeout_s=3).timeout_s
+        3
+        >>> SandboxLimits(timeout_s=0)
+        Traceback (most recent call last):
+        ...
+        bpa_gym.errors.ConfigError: SandboxLimits: invalid argument...
     """
 
-    timeout_s: PositiveFloat = 10.0
-    memory_bytes: PositiveInt = 1 << 30
-    file_size_bytes: PositiveInt = 16 << 20
-    max_processes: PositiveInt = 16
-    max_open_files: PositiveInt = 256
-    max_output_bytes: PositiveInt = 64 << 10
+    timeout_s: float = 10.0
+    memory_bytes: int = 1 << 30
+    file_size_bytes: int = 16 << 20
+    max_processes: int = 16
+    max_open_files: int = 256
+    max_output_bytes: int = 64 << 10
+
+    def __post_init__(self) -> None:
+        check(_LimitsArgs, "SandboxLimits", **{f: getattr(self, f) for f in _LimitsArgs.model_fields})
 
 
 class _SandboxArgs(Arguments):
-    limits: SandboxLimits | None = None
+    limits: Any = None
     max_workers: PositiveInt | None = None
     guards: Bool = True
     allow_unsandboxed: Bool = False
@@ -399,6 +421,9 @@ class Sandbox:
         global _warned_unsandboxed
         check(_SandboxArgs, "Sandbox", limits=limits, max_workers=max_workers, guards=guards,
               allow_unsandboxed=allow_unsandboxed, bwrap=bwrap)
+        if limits is not None and not isinstance(limits, SandboxLimits):
+            raise ConfigError(f"Sandbox: limits must be a SandboxLimits (e.g. SandboxLimits(timeout_s=5)) or None, "
+                              f"got {type(limits).__name__}")
         if sys.platform != "linux":
             raise SandboxError(f"the sandbox needs Linux (namespaces, rlimits, /proc); this is {sys.platform}")
         self.limits = limits or SandboxLimits()
