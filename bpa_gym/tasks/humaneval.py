@@ -49,7 +49,6 @@ that ran (without the tests).  A sandbox that cannot run the code raises
 
 from __future__ import annotations
 
-import ast
 import os
 import re
 import textwrap
@@ -94,9 +93,13 @@ class ProgramReading:
 
 
 def _parses(source: str) -> str | None:
-    """``None`` when ``source`` parses as Python, else the syntax error (never raises)."""
+    """``None`` when ``source`` compiles as Python, else the syntax error (never raises).
+
+    A full compile, not only a parse, so ``return`` outside a function is caught; nothing runs (CPython folds
+    only constants of bounded size).
+    """
     try:
-        ast.parse(source)
+        compile(source, "<answer>", "exec", dont_inherit=True)
         return None
     except SyntaxError as e:
         return f"{type(e).__name__}: {e.msg} (line {e.lineno})"
