@@ -123,6 +123,12 @@ def _harness():
         os.setgroups([]); os.setgid(cfg["uid"]); os.setuid(cfg["uid"])
     write(channel, (json.dumps([nonce, "started", ""]) + "\n").encode())
     import traceback
+    def describe(e):  # "Type: message", then where (the program's last frames)
+        try:
+            where = "".join(traceback.format_tb(e.__traceback__.tb_next, limit=-3))
+            return "".join(traceback.format_exception_only(type(e), e)).strip() + "\n" + where
+        except BaseException:
+            return type(e).__name__
     try:
         code = compile(program.decode("utf-8", "replace"), "<program>", "exec", dont_inherit=True)
     except BaseException as e:
@@ -134,11 +140,11 @@ def _harness():
     try:
         exec(code, namespace)
     except AssertionError as e:
-        report("failed", "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next, limit=-3)))
+        report("failed", describe(e))
     except SystemExit as e:
         report("crashed", f"the program called sys.exit({e.code!r}) before it finished")
     except BaseException as e:
-        report("crashed", "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next, limit=-3)))
+        report("crashed", describe(e))
     else:
         report("passed")
     os._exit(0)
