@@ -140,3 +140,28 @@ def test_smollm2_answers_through_the_sandbox(shared_data_dir, smollm2_dir) -> No
         infos.append(info)
     print([(i["parse_status"], (i["parse_reason"] or "")[:120]) for i in infos])
     assert any(i["parse_status"] == "ok" for i in infos), [i["response"][:300] for i in infos]  # code really ran
+
+
+def test_a_batch_runs_its_code_in_one_parallel_call(shared_data_dir, items) -> None:
+    from bpa_gym.sandbox import Sandbox
+
+    class Counting(Sandbox):
+        calls: list[int] = []
+
+        def run_many(self, programs):
+            self.calls.append(len(programs))
+            return super().run_many(programs)
+
+    sandbox = Counting()
+    task = HumanEvalTask(data_dir=shared_data_dir, sandbox=sandbox)
+    venv = gym.make_vec(ENV_ID, num_envs=N_ITEMS, vectorization_mode="vector_entry_point", task=task,
+                        receiver=scripted(items), subset_size=N_ITEMS, shuffle=False)
+    venv.reset(seed=0)
+    assert venv.step(np.array([GOOD, GOOD, 0]))[1].tolist() == [1.0, 1.0, 0.0]
+    assert sandbox.calls == [N_ITEMS]
+    cut = ScriptedReceiver(lambda m: "```python\ndef f(x):\n    return (", finish_reason="length")
+    venv = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point", receiver=cut,
+                        data_dir=str(shared_data_dir), subset_size=2)
+    venv.reset(seed=0)
+    _, rewards, _, _, infos = venv.step(np.array([0, 1]))
+    assert rewards.tolist() == [0.0, 0.0] and infos["final_info"]["parse_status"].tolist() == ["truncated"] * 2
