@@ -62,7 +62,8 @@ Example:
     >>> sb = Sandbox(allow_unsandboxed=True)  # doctest: +SKIP
     >>> sb.run("assert 1 + 1 == 2").status  # doctest: +SKIP
     'passed'
-    >>> [r.status for r in sb.run_many(["assert 1 == 2", "while True: pass", "import sys; sys.exit(0)"])]  # doctest: +SKIP
+    >>> programs = ["assert 1 == 2", "while True: pass", "import sys; sys.exit(0)"]
+    >>> [r.status for r in sb.run_many(programs)]  # doctest: +SKIP
     ['failed', 'timed_out', 'crashed']
 """
 
@@ -70,7 +71,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import secrets
 import selectors
 import shutil
@@ -250,6 +250,7 @@ class ExecutionResult:
 _probe_lock = threading.Lock()
 _probed: dict[str, str | None] = {}  # bwrap path -> None if it works, else why not
 _warned_unsandboxed = False
+_warned_root = False
 _slot_lock = threading.Lock()
 _free_slots: list[int] = []
 _next_slot = 0
@@ -424,7 +425,7 @@ class Sandbox:
 
     def __init__(self, limits: SandboxLimits | None = None, *, max_workers: int | None = None,
                  guards: bool = True, allow_unsandboxed: bool = False, bwrap: str | None = None) -> None:
-        global _warned_unsandboxed
+        global _warned_unsandboxed, _warned_root
         check(_SandboxArgs, "Sandbox", limits=limits, max_workers=max_workers, guards=guards,
               allow_unsandboxed=allow_unsandboxed, bwrap=bwrap)
         if limits is not None and not isinstance(limits, SandboxLimits):
@@ -453,7 +454,8 @@ class Sandbox:
                 "limits only (no network or file-system isolation)")
         # As root, drop to a per-execution uid (rlimit-only mode: only if that uid can read the interpreter).
         self._drop_uid = _is_root() and (self.isolation == "bwrap" or _world_readable_python())
-        if _is_root() and not self._drop_uid:
+        if _is_root() and not self._drop_uid and not _warned_root:
+            _warned_root = True
             warnings.warn("running as root without bubblewrap, and the Python installation is not readable by "
                           "other users: the sandbox cannot drop to an unprivileged uid, so RLIMIT_NPROC does not "
                           "apply (a fork bomb is stopped only by the timeout)", RuntimeWarning, stacklevel=2)

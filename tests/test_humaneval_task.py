@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,9 @@ from bpa_gym.tasks.humaneval import MAX_RESPONSE_CHARS, HumanEvalTask, execution
 from bpa_gym.types import Item
 
 NO_BWRAP = bwrap_unavailable_reason()
-needs_bwrap = pytest.mark.skipif(NO_BWRAP is not None, reason=f"bubblewrap unavailable: {NO_BWRAP}")
 
-PROMPT = 'from typing import List\n\n\ndef add(xs: List[int]) -> int:\n    """Sum of xs.\n    >>> add([1, 2])\n    3\n    """\n'
+PROMPT = ('from typing import List\n\n\ndef add(xs: List[int]) -> int:\n'
+          '    """Sum of xs.\n    >>> add([1, 2])\n    3\n    """\n')
 ITEM = Item("humaneval/test/0", PROMPT, "    return sum(xs)\n",
             {"task_id": "HumanEval/0", "prompt": PROMPT, "entry_point": "add",
              "test": "def check(candidate):\n    assert candidate([1, 2]) == 3\n    assert candidate([]) == 0\n"})

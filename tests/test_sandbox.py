@@ -22,7 +22,6 @@ from bpa_gym.sandbox import SANDBOX_UID_BASE, Sandbox, SandboxLimits, bwrap_unav
 
 LIMITS = SandboxLimits(timeout_s=3, max_processes=8, max_output_bytes=4096, memory_bytes=512 << 20)
 NO_BWRAP = bwrap_unavailable_reason()
-needs_bwrap = pytest.mark.skipif(NO_BWRAP is not None, reason=f"bubblewrap unavailable: {NO_BWRAP}")
 
 
 @pytest.fixture(scope="module")
@@ -316,6 +315,7 @@ def test_missing_bwrap_is_refused_unless_allowed(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(SandboxError, match="apt-get install bubblewrap.*allow_unsandboxed=True"):
         Sandbox(bwrap="/nonexistent/bwrap")
     monkeypatch.setattr(sandbox_module, "_warned_unsandboxed", False)
+    monkeypatch.setattr(sandbox_module, "_warned_root", True)
     with pytest.warns(RuntimeWarning, match="rlimit-only mode"):
         assert Sandbox(bwrap="/nonexistent/bwrap", allow_unsandboxed=True).isolation == "rlimits"
 

@@ -123,7 +123,8 @@ def _trimmed(head: str, body: str) -> tuple[str | None, str | None]:
 
 
 def _defines(source: str, entry_point: str) -> bool:
-    return re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(entry_point)}[ \t]*\(", source, re.MULTILINE) is not None
+    pattern = rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(entry_point)}[ \t]*\("
+    return re.search(pattern, source, re.MULTILINE) is not None
 
 
 def _readings(snippet: str, prompt: str, entry_point: str) -> tuple[str | None, str | None]:
