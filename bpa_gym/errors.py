@@ -28,6 +28,14 @@ class ReceiverError(BPAError, RuntimeError):
     """
 
 
+class SandboxError(BPAError, RuntimeError):
+    """The sandbox that runs Receiver code could not run it (bubblewrap missing or broken, no process).
+
+    Not a verdict on the code: like a :class:`ReceiverError`, it is raised and
+    never scored as a wrong answer (reward 0).
+    """
+
+
 class ModelNotFoundError(BPAError, OSError):
     """A model could not be located (offline, wrong id, package missing)."""
 
@@ -37,4 +45,4 @@ class OracleUnavailableError(BPAError, RuntimeError):
 
 
 __all__ = ["BPAError", "ConfigError", "DataNotFoundError", "ModelNotFoundError", "OracleUnavailableError",
-           "ReceiverError"]
+           "ReceiverError", "SandboxError"]

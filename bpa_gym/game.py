@@ -21,6 +21,10 @@ How an answer is judged (every outcome has a ``status``, see
   number from a cut-off response is never scored.  An explicit answer written
   before the cut is scored as usual.
 * ``receiver_error``: the Receiver failed (raised, or flagged with reward NaN).
+
+A task may also offer ``score_many(responses, items) -> list[Score]`` (HumanEval
+does: it runs the code in parallel); :meth:`PersuasionGame.play` then scores a
+batch in one call, with the same rules.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from __future__ import annotations
 import warnings
 from typing import Literal, Sequence
 
-from bpa_gym.errors import ConfigError, ReceiverError
+from bpa_gym.errors import ConfigError, ReceiverError, SandboxError
 from bpa_gym.prompts import PromptTemplate
 from bpa_gym.receivers.base import Receiver
 from bpa_gym.tasks.base import Task
@@ -101,8 +105,10 @@ class PersuasionGame:
             raise ReceiverError(
                 f"receiver {self.receiver.name} returned {len(generations)} generations for {len(prompts)} prompts"
             )
+        batch_scores = self._judge_batch(items, generations) if on_error == "flag" or all(
+            g.error is None for g in generations) else {}
         outcomes: list[Outcome] = []
-        for item, sig, gen in zip(items, signals, generations):
+        for k, (item, sig, gen) in enumerate(zip(items, signals, generations)):
             if gen.error is not None:
                 if on_error == "raise":
                     raise ReceiverError(
@@ -117,7 +123,7 @@ class PersuasionGame:
                             finish_reason=finish_reason(gen))
                 )
                 continue
-            score = self.judge(gen, item)
+            score = batch_scores[k] if k in batch_scores else self.judge(gen, item)
             correct = bool(score.correct) and score.status == "ok"
             outcomes.append(
                 Outcome(item.id, sig, 1.0 if correct else 0.0, correct, gen.text if isinstance(gen.text, str) else "",
@@ -154,13 +160,38 @@ class PersuasionGame:
             score = self.task.score(text, item)
             if not isinstance(score, Score):
                 raise TypeError(f"{type(self.task).__name__}.score returned {type(score).__name__}, not a Score")
-        except ConfigError:
+        except (ConfigError, SandboxError):  # a caller's mistake / the sandbox broke: never a reward of 0
             raise
         except Exception as e:  # noqa: BLE001 - a scorer bug must not lose the batch
             reason = f"the scorer raised {type(e).__name__}: {str(e)[:200]}"
             warnings.warn(f"item {item.id}: {reason}; scored as unparseable (reward 0). Please report this "
                           "response to the task's author.", RuntimeWarning, stacklevel=3)
             return Score(False, None, "unparseable", reason=reason, explicit=False)
+        return self._length_checked(generation, score)
+
+    def _judge_batch(self, items: Sequence[Item], generations: Sequence[Generation]) -> dict[int, Score]:
+        """Scores of the successful generations from the task's ``score_many`` (e.g. HumanEval runs code in parallel).
+
+        Empty when the task has no ``score_many`` or it fails on the batch: :meth:`judge` then scores (and
+        guards) each generation alone.  A :class:`ConfigError` or :class:`SandboxError` is raised.
+        """
+        score_many = getattr(self.task, "score_many", None)
+        ok = [k for k, g in enumerate(generations) if g.error is None and isinstance(g.text, str)]
+        if not callable(score_many) or len(ok) < 2:
+            return {}
+        try:
+            scores = score_many([generations[k].text for k in ok], [items[k] for k in ok])
+            if not isinstance(scores, list) or len(scores) != len(ok) or not all(isinstance(s, Score) for s in scores):
+                return {}
+        except (ConfigError, SandboxError):
+            raise
+        except Exception:  # noqa: BLE001 - judged one by one below, where the guard reports it
+            return {}
+        return {k: self._length_checked(generations[k], score) for k, score in zip(ok, scores)}
+
+    @staticmethod
+    def _length_checked(generation: Generation, score: Score) -> Score:
+        """``score``, or ``truncated`` when the generation hit its length limit before an explicit answer."""
         if finish_reason(generation) == "length" and score.status != "truncated" and not (
                 score.status == "ok" and score.explicit):
             return Score(False, None, "truncated", reason=(

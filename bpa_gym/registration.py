@@ -14,6 +14,13 @@ ENV_SPECS: list[tuple[str, str, dict, str]] = [
         {"task": "gsm8k"},
         "GSM8K math: observe a question, signal a Receiver LLM, reward = its correctness",
     ),
+    (
+        "BayesPersuasion-HumanEval-v0",
+        "bpa_gym.envs.llm:BayesPersuasionLLMEnv",
+        {"task": "humaneval"},
+        "HumanEval code: observe a function to write, signal a Receiver LLM, reward = its code passes every test "
+        "(run in a sandbox)",
+    ),
     # --- tabular envs (exact LP oracle) ---
     (
         "BayesPersuasion-Tabular-v0",
@@ -40,13 +47,14 @@ ENV_SPECS: list[tuple[str, str, dict, str]] = [
 #: Envs whose ``step`` info carries wall-clock measurements (Receiver latency) and whose Receiver may be
 #: sampled or remote: Gymnasium's determinism check (which compares ``info`` exactly) does not apply.
 #: With a greedy local Receiver their observations and rewards are reproducible from the seed.
-NONDETERMINISTIC: frozenset[str] = frozenset({"BayesPersuasion-GSM8K-v0"})
+NONDETERMINISTIC: frozenset[str] = frozenset({"BayesPersuasion-GSM8K-v0", "BayesPersuasion-HumanEval-v0"})
 
 
 #: Native vector envs (``gym.make_vec(ID, N, vectorization_mode="vector_entry_point")``): one Receiver batch
 #: per step for all N sub-envs (see :mod:`bpa_gym.envs.llm_vector`).
 VECTOR_ENTRY_POINTS: dict[str, str] = {
     "BayesPersuasion-GSM8K-v0": "bpa_gym.envs.llm_vector:BayesPersuasionLLMVectorEnv",
+    "BayesPersuasion-HumanEval-v0": "bpa_gym.envs.llm_vector:BayesPersuasionLLMVectorEnv",
     "BayesPersuasion-Identity-v0": "bpa_gym.envs.llm_vector:IdentityVectorEnv",
 }
 

@@ -10,6 +10,7 @@ from bpa_gym.tasks.base import Task
 #: Task name -> "module:Class" (imported lazily).
 TASKS: dict[str, str] = {
     "gsm8k": "bpa_gym.tasks.gsm8k:GSM8KTask",
+    "humaneval": "bpa_gym.tasks.humaneval:HumanEvalTask",
 }
 
 
@@ -18,7 +19,7 @@ def make_task(task: str | Task, data_dir: str | os.PathLike | None = None) -> Ta
 
     Args:
         task: A name from :data:`TASKS` or an object implementing :class:`Task`.
-        data_dir: Folder holding ``gsm8k/`` (etc.) as in the project's shared
+        data_dir: Folder holding ``gsm8k/``, ``humaneval/`` (etc.) as in the project's shared
             data; ``None`` uses ``$BPA_DATA_DIR`` and then the Hugging Face hub.
     """
     if not isinstance(task, str):
