@@ -418,7 +418,8 @@ def _condition_signals(spec: Any, name: str, items: list[Item], library: Any, op
     setup = {"env": env_id, "split": split, "spec": name, "options": {k: v for k, v in options.items()}}
     path = out / "signals" / f"{_slug(name)}.json" if out is not None else None
     saved = _read_json(path) if path is not None else None
-    if isinstance(saved, dict) and saved.get("setup_key") == _digest(setup) and saved.get("item_ids") == ids \
+    # An Advisor object's draws are reused only from this run (its name does not pin what it does): recomputed.
+    if isinstance(spec, str) and isinstance(saved, dict) and saved.get("setup_key") == _digest(setup) and saved.get("item_ids") == ids \
             and isinstance(saved.get("signals"), list) and len(saved["signals"]) == len(ids):
         return [str(s) for s in saved["signals"]], {"description": str(saved.get("description", ""))}
     advisor: Advisor = load_advisor(spec, signal_library=library, options=options)

@@ -258,3 +258,16 @@ def test_cli_smollm2_gsm8k_table(shared_data_dir, smollm2_dir, tmp_path, capsys)
     # a rerun is answered by the cells on disk and the cache: the same table
     assert main(argv) == 0
     assert (out / "table.md").read_text() in capsys.readouterr().out
+
+
+def test_finished_cells_are_reused_only_for_the_same_setup(items, shared_data_dir, tmp_path):
+    out = tmp_path / "out"
+    run(items, shared_data_dir, [scripted(items, rule_a, "A")], seed=1, cache=False, out_dir=out)
+    a = scripted(items, rule_a, "A")
+    ev = run(items, shared_data_dir, [a], seed=2, cache=False, out_dir=out)  # new prior draws: only that cell reruns
+    assert a.calls == [N]
+    assert ev.cell("A", "prior").per_item == [rule_a(i, s) for i, s in enumerate(prior_signals(items, 2))]
+    other = PinnedScripted(lambda m: "The answer is -1.", model="A")  # same label, another identity
+    other.identity = {**other.identity, "model": "A-v2"}
+    assert run(items, shared_data_dir, [other], seed=2, cache=False, out_dir=out).cell("A", "none").accuracy == 0
+    assert other.calls == [N] * 3
