@@ -4,6 +4,7 @@ Commands:
     envs          list the registered environments
     signals       print an env's signal library with indices
     eval          evaluate a fixed signal on the first N items (batched), with a 95% Wilson interval
+    evaluate      the paper's Q1 table: no signal / prior / trained Advisors x several Receivers, paired tests
     oracle-table  play every signal on every item once (greedy) and save the table for regret
     plot-regret   plot cumulative regret vs. the bound from TensorBoard logs (PNG)
     cache         response cache: ``stats`` or ``clear``
@@ -208,6 +209,72 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else None
 
 
+def _output_dir(text: str) -> Path:
+    """An output folder: checked before the (possibly long) run, not after it."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a folder path, got an empty string")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file; give a folder path")
+    return path
+
+
+def _cache_option(text: str):
+    """``--cache``: ``auto`` (the default database, greedy Receivers with an identity), ``off``, or a database path."""
+    key = text.strip()
+    if not key:
+        raise argparse.ArgumentTypeError("must be 'auto', 'off' or a database file path, got an empty string")
+    if key.lower() == "auto":
+        return "auto"
+    if key.lower() in ("off", "none", "false", "no"):
+        return False
+    if Path(key).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a database file path (e.g. cache.sqlite)")
+    return key
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from bpa_gym.common.files import atomic_write
+    from bpa_gym.errors import ConfigError
+    from bpa_gym.evaluation import evaluate
+
+    def receiver_kwargs(spec: str) -> dict:
+        local = not spec.strip().lower().startswith("openai:")  # batch size and device belong to local models
+        rk: dict = {}
+        if args.max_new_tokens:
+            rk["max_new_tokens"] = args.max_new_tokens
+        if local and args.receiver_batch_size:
+            rk["batch_size"] = args.receiver_batch_size
+        if args.device:
+            if not local:
+                raise ConfigError(f"--device applies to local Receivers; {spec!r} runs where its server does")
+            rk["device"] = args.device
+        return rk
+
+    options = {k: v for k, v in dict(tokenizer=args.advisor_tokenizer, prior_lm=args.prior_lm,
+                                      template=args.advisor_template, max_new_tokens=args.advisor_max_new_tokens,
+                                      temperature=args.advisor_temperature, device=args.advisor_device,
+                                      seed=args.seed).items() if v is not None}
+    ev = evaluate(args.env, args.receiver, args.advisor or (), n=args.n, split=args.split, data_dir=args.data_dir,
+                  signals=args.signals, seed=args.seed, cache=args.cache, receiver_kwargs_for=receiver_kwargs,
+                  advisor_options=options, batch_size=args.batch_size, out_dir=args.out, progress=True)
+    table = ev.to_markdown()
+    n = len(ev.item_ids)
+    print(f"{ev.env_id} ({ev.split}, first {n} items); {ev.metric} with 95% Wilson intervals; lift vs no signal "
+          "with the exact McNemar test on the same items (discordant: items gained / lost)\n")
+    print(table, end="")
+    for cond in ev.conditions:
+        print(f"  {cond['name']}: {cond['description']}")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(args.out / "table.md", "w") as fh:
+            fh.write(table)
+        with atomic_write(args.out / "results.json", "w") as fh:
+            fh.write(json.dumps(ev.to_dict(), indent=2))
+        print(f"wrote {args.out / 'table.md'} and {args.out / 'results.json'}")
+    return 0
+
+
 def _cmd_oracle_table(args: argparse.Namespace) -> int:
     from bpa_gym.oracle_table import build_oracle_table
 
@@ -310,6 +377,44 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None, help="Receiver device for local models (default: CUDA when present)")
     s.add_argument("--json", type=_output_path, default=None, help="also write the result as JSON to this path")
     s.set_defaults(fn=_cmd_eval)
+
+    s = sub.add_parser("evaluate", help="the paper's Q1 table: no signal / prior / Advisors across Receivers")
+    s.add_argument("--env", default="BayesPersuasion-GSM8K-v0", help="environment id (see `bpa-gym envs`)")
+    s.add_argument("--receiver", action="append", default=None,
+                   help="a Receiver spec ('smollm2', 'hf:<id-or-path>', 'openai:<model>@<base_url>'); repeat for "
+                        "several Receivers (default: the env's own)")
+    s.add_argument("--advisor", action="append", default=None,
+                   help="a condition besides 'none' and 'prior' (always run): a ppo_text checkpoint.pt or run "
+                        "folder, a Hugging Face model folder (trl_grpo), a discrete policy .json, index:K, "
+                        "prior:library, prior:lm; repeatable")
+    s.add_argument("--n", type=_positive_int, default=100, help="number of items (the first N of the split)")
+    s.add_argument("--split", default=None, help="dataset split (default: the env's, 'test')")
+    s.add_argument("--data-dir", default=None, help="dataset folder (default: $BPA_DATA_DIR, then the HF hub)")
+    s.add_argument("--signals", choices=["discrete", "text"], default=None,
+                   help="the env's signal mode (default: the env's); 'prior' is uniform over the library in "
+                        "discrete mode, an untrained LM Advisor in text mode")
+    s.add_argument("--seed", type=_integer_at_least(0), default=0, help="seed of the prior's draws and LM Advisors")
+    s.add_argument("--batch-size", type=_positive_int, default=16, help="items per Receiver call")
+    s.add_argument("--receiver-batch-size", type=_positive_int, default=None,
+                   help="a local Receiver's generate batch size")
+    s.add_argument("--max-new-tokens", type=_positive_int, default=None, help="Receiver generation budget")
+    s.add_argument("--device", default=None, help="device of local Receivers (default: CUDA when present)")
+    s.add_argument("--cache", type=_cache_option, default="auto",
+                   help="response cache: 'auto' (default database), 'off', or a database file path")
+    s.add_argument("--out", type=_output_dir, default=None,
+                   help="folder for table.md, results.json and the per-cell files a rerun resumes from")
+    s.add_argument("--advisor-tokenizer", default=None,
+                   help="tokenizer of LM Advisors (default: the checkpoint's; required for prior:lm, e.g. "
+                        "../shared/models/gpt2)")
+    s.add_argument("--prior-lm", default=None,
+                   help="untrained model of prior:lm: random:<config folder> (default: the tokenizer's folder) "
+                        "or random:tiny")
+    s.add_argument("--advisor-template", default=None, help="Advisor prompt of HF folders and prior:lm")
+    s.add_argument("--advisor-max-new-tokens", type=_positive_int, default=None,
+                   help="signal length of HF folders and prior:lm (a PPO checkpoint uses its own)")
+    s.add_argument("--advisor-temperature", type=float, default=None, help="sampling temperature of LM Advisors")
+    s.add_argument("--advisor-device", default=None, help="device of LM Advisors (default: cpu)")
+    s.set_defaults(fn=_cmd_evaluate)
 
     s = sub.add_parser("oracle-table", help="tabulate every signal on every item (for RegretWrapper on LLM envs)")
     s.add_argument("--env", default="BayesPersuasion-GSM8K-v0")
