@@ -21,6 +21,7 @@ from bpa_gym.errors import (
     ModelNotFoundError,
     OracleUnavailableError,
     ReceiverError,
+    SandboxError,
 )
 from bpa_gym.game import PersuasionGame
 from bpa_gym.prompts import PromptTemplate
@@ -53,6 +54,7 @@ def env_ids() -> list[str]:
 
 __all__ = [
     "BPAError", "ConfigError", "DataNotFoundError", "ModelNotFoundError", "OracleUnavailableError", "ReceiverError",
+    "SandboxError",
     "PersuasionGame", "PromptTemplate", "GenerationConfig", "Receiver", "SignalLibrary", "MATH_SIGNALS",
     "CODE_SIGNALS", "Generation", "Item", "Message", "Outcome", "Score", "make", "env_ids", "__version__",
 ]

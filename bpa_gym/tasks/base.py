@@ -36,3 +36,9 @@ class Task(Protocol):
     def default_template(self) -> PromptTemplate:
         """The prompt template used when the caller gives none."""
         ...
+
+    # Optional: ``score_many(responses, items) -> list[Score]`` judges a whole
+    # batch at once (HumanEval runs a batch's programs in parallel sandboxes).
+    # :meth:`~bpa_gym.game.PersuasionGame.play` uses it when a task has it, with
+    # the same truncation rules, and falls back to :meth:`score` per item if it
+    # raises.  It is not part of the runtime-checked protocol.
