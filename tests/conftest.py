@@ -7,6 +7,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# The envs' default response cache is off in the suite: a test that counts Receiver calls or compares two
+# paths must see real answers.  Tests of the cache pass their own database.
+os.environ.setdefault("BPA_RESPONSE_CACHE", "off")
 
 from pathlib import Path  # noqa: E402
 

@@ -223,3 +223,46 @@ def test_cli_cache_stats_and_clear(tmp_path, capsys):
     assert main(["cache", "clear", "--path", str(db)]) == 0
     assert "cleared 2 cached responses" in capsys.readouterr().out
     assert len(ResponseCache(db)) == 0
+
+
+def test_env_cache_option_replays_through_gym(tmp_path, shared_data_dir):
+    import gymnasium as gym
+
+    db = tmp_path / "c.sqlite"
+    live = PinnedScripted(lambda m: "The answer is 18.")
+    env = gym.make("BayesPersuasion-GSM8K-v0", receiver=live, data_dir=shared_data_dir, cache=db)
+    env.reset(seed=0)
+    first = env.step(3)
+    replay_inner = PinnedScripted(lambda m: pytest.fail("replayed answers must not reach the Receiver"))
+    env2 = gym.make("BayesPersuasion-GSM8K-v0", receiver=replay_inner, data_dir=shared_data_dir, cache=db)
+    env2.reset(seed=0)
+    second = env2.step(3)
+    assert second[1] == first[1] and second[4]["response"] == first[4]["response"]
+    assert env2.unwrapped.game.receiver.hits == 1
+    off = gym.make("BayesPersuasion-GSM8K-v0", receiver=live, data_dir=shared_data_dir, cache=False)
+    assert off.unwrapped.game.receiver is live
+
+
+@pytest.mark.slow
+def test_smollm2_env_replays_from_the_cache(tmp_path, shared_data_dir, smollm2_dir):
+    """The real Receiver: a rerun through the cache gives identical steps without generating."""
+    import gymnasium as gym
+
+    db = tmp_path / "c.sqlite"
+
+    def run():
+        env = gym.make("BayesPersuasion-GSM8K-v0", receiver="smollm2", data_dir=shared_data_dir, cache=db,
+                       receiver_kwargs={"max_new_tokens": 16})
+        out = []
+        env.reset(seed=1)
+        for action in (0, 9):
+            _, reward, _, _, info = env.step(action)
+            out.append((reward, info["response"], info["finish_reason"], info["completion_tokens"]))
+            env.reset()
+        return out, env.unwrapped.game.receiver
+
+    live, r1 = run()
+    replay, r2 = run()
+    assert (r1.misses, r2.hits, r2.misses) == (2, 2, 0)
+    assert replay == live
+    assert ResponseCache(db).stats()["receivers"][0]["receiver"]["weights_sha256"]

@@ -70,6 +70,7 @@ class LLMEnvArgs(Arguments):
     shuffle: Bool = True
     receiver_kwargs: dict[str, Any] | None = None
     oracle_table: Any = None
+    cache: Any = "auto"
     render_mode: Literal["ansi"] | None = None
 
     @field_validator("task")
@@ -310,6 +311,13 @@ class BayesPersuasionLLMEnv(gym.Env):
             a spec string (e.g. ``{"max_new_tokens": 128, "device": "cuda"}``).
         oracle_table: An :class:`~bpa_gym.oracle_table.OracleTable` (or the
             path of a saved one) for regret; see :meth:`regret_oracle`.
+        cache: The response cache (see
+            :func:`bpa_gym.receivers.caching.with_response_cache`): ``"auto"``
+            (default) replays the answers of a greedy built-in Receiver from
+            ``$BPA_RESPONSE_CACHE`` (else ``$BPA_CACHE_DIR/responses.sqlite``,
+            else the user cache folder) and pays only for new prompts;
+            ``False`` turns it off; ``True`` or a path caches sampling
+            Receivers too.  ``BPA_RESPONSE_CACHE=off`` turns the default off.
         render_mode: ``None`` or ``"ansi"``.
 
     Example:
@@ -339,13 +347,14 @@ class BayesPersuasionLLMEnv(gym.Env):
         shuffle: bool = True,
         receiver_kwargs: dict[str, Any] | None = None,
         oracle_table: Any = None,
+        cache: Any = "auto",
         render_mode: str | None = None,
         **unknown: Any,
     ) -> None:
         given = dict(task=task, receiver=receiver, data_dir=data_dir, split=split, subset_size=subset_size,
                      signals=signals, signal_library=signal_library, max_signal_length=max_signal_length,
                      template=template, shuffle=shuffle, receiver_kwargs=receiver_kwargs, oracle_table=oracle_table,
-                     render_mode=render_mode, **unknown)
+                     cache=cache, render_mode=render_mode, **unknown)
         check(LLMEnvArgs, type(self).__name__, **given)
         refuse_fork_after_torch(type(self).__name__)
 
@@ -366,8 +375,10 @@ class BayesPersuasionLLMEnv(gym.Env):
         if receiver_kwargs is not None and not isinstance(receiver, str):
             raise ConfigError("receiver_kwargs only applies when receiver is a spec string")
         from bpa_gym.receivers import make_receiver
+        from bpa_gym.receivers.caching import with_response_cache
 
-        self.game = PersuasionGame(self.task, make_receiver(receiver, **(receiver_kwargs or {})), template)
+        built = make_receiver(receiver, **(receiver_kwargs or {}))
+        self.game = PersuasionGame(self.task, with_response_cache(built, cache), template)
 
         self.observation_space = text_space_for((it.question for it in self.items), min_length=0)
         if signals == "discrete":
