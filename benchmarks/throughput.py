@@ -21,8 +21,12 @@ Rows (choose with ``--rows``; default all):
   the responses are asserted identical.
 * **e** -- concurrency 1 vs N (``--batch``) against the vLLM server.
 
-(Row b, the vector-env rollout vs raw batched ``generate``, comes with the
-native vector env.)
+* **b** -- a native vector-env rollout (``gym.make_vec(..., num_envs=N,
+  vectorization_mode="vector_entry_point")``, one ``step`` of N GSM8K items
+  and signals) vs the same Receiver's raw batched ``generate`` on the same
+  rendered prompts (SmolLM2 in process, ``--batch`` prompts,
+  ``--max-new-tokens``): wall-time throughput ratio (goal >= 0.95), rounds
+  interleaved, the responses asserted identical.
 
 Rows c and e need vLLM in its own venv (``$BPA_VLLM_PYTHON``, see
 :mod:`bpa_gym.serving`); the server is started once per run.  Results are
@@ -243,6 +247,44 @@ def load_generator(url: str, bodies: list[dict[str, Any]], concurrency: int) -> 
     return asyncio.run(run())
 
 
+def row_b(args: argparse.Namespace) -> dict[str, Any]:
+    """Vector-env rollout vs raw batched generate on the same prompts (same Receiver object)."""
+    from bpa_gym.receivers.smollm2 import SmolLM2Receiver
+    from bpa_gym.signals import MATH_SIGNALS
+    from bpa_gym.tasks.gsm8k import GSM8KTask
+
+    n, max_new = args.batch, args.max_new_tokens
+    task = GSM8KTask(args.data_dir)
+    items = task.load("test")[:n]
+    actions = [i % len(MATH_SIGNALS) for i in range(n)]
+    template = task.default_template()
+    prompts = [template.render(it, MATH_SIGNALS[a]) for it, a in zip(items, actions)]
+    receiver = SmolLM2Receiver(max_new_tokens=max_new, batch_size=n)
+    receiver.generate(gsm8k_prompts(args, 1, offset=n))  # warm-up on another item
+    venv = gym.make_vec("BayesPersuasion-GSM8K-v0", num_envs=n, vectorization_mode="vector_entry_point",
+                        receiver=receiver, data_dir=args.data_dir, cache=False)
+    me = ProcessCPU(None)
+    raw_wall, vec_wall, raw_cpu, vec_cpu = [], [], [], []
+    raw_texts = vec_texts = None
+    for _ in range(args.rounds_server):
+        gens, wall, cpu = timed(lambda: receiver.generate(prompts), me)
+        raw_texts = [g.text for g in gens]
+        raw_wall.append(wall)
+        raw_cpu.append(cpu)
+        venv.reset(options={"items": items})
+        (_, rewards, _, _, info), wall, cpu = timed(lambda: venv.step(actions), me)
+        vec_texts = list(info["final_info"]["response"])
+        vec_wall.append(wall)
+        vec_cpu.append(cpu)
+    venv.close()
+    assert vec_texts == raw_texts, "the vector env's responses differ from raw generate on the same prompts"
+    return {
+        "vector_vs_raw_wall": median_ratio(raw_wall, vec_wall),
+        "vector_vs_raw_cpu": median_ratio(raw_cpu, vec_cpu) if None not in raw_cpu + vec_cpu else None,
+        "raw_wall_s": raw_wall, "vector_wall_s": vec_wall, "batch": n, "max_new_tokens": max_new,
+    }
+
+
 def rows_cde(args: argparse.Namespace, rows: set[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     n, max_new = args.batch, args.max_new_tokens
@@ -344,6 +386,12 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             elif "bare" in key:
                 detail = f"{us[name + '/step']:.1f} us vs {us[name.split('/')[0] + '/bare']:.1f} us"
             rows.append((f"a  {key}", f"{value:.2f}", detail))
+    if "b" in results:
+        b = results["b"]
+        rows.append(("b  vector-env rollout vs raw batched generate (throughput, wall)",
+                     f"{b['vector_vs_raw_wall']:.3f}",
+                     f"batch {b['batch']}, {b['max_new_tokens']} tokens; raw {statistics.median(b['raw_wall_s']):.2f} s "
+                     f"vs vector {statistics.median(b['vector_wall_s']):.2f} s; identical responses"))
     if "c" in results:
         c = results["c"]
         rows.append(("c  vLLM vs in-process HF, tokens/s (wall)", f"{c['vllm_vs_hf_wall']:.2f}",
@@ -367,7 +415,7 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", default="a,c,d,e", help="comma-separated rows to run: a, c, d, e (default all)")
+    p.add_argument("--rows", default="a,b,c,d,e", help="comma-separated rows to run: a, b, c, d, e (default all)")
     p.add_argument("--quick", action="store_true", help="a small run (fewer steps, prompts and tokens)")
     p.add_argument("--steps", type=int, default=None, help="row a: steps per env per round (default 3000; quick 500)")
     p.add_argument("--rounds", type=int, default=None, help="row a: interleaved rounds (default 7; quick 3)")
@@ -379,9 +427,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "throughput" / "results.json")
     args = p.parse_args(argv)
     rows = {r.strip() for r in args.rows.split(",") if r.strip()}
-    unknown = rows - {"a", "c", "d", "e"}
+    unknown = rows - {"a", "b", "c", "d", "e"}
     if unknown:
-        p.error(f"unknown rows {sorted(unknown)}; choose from a, c, d, e (row b comes with the vector env)")
+        p.error(f"unknown rows {sorted(unknown)}; choose from a, b, c, d, e")
     args.steps = args.steps or (500 if args.quick else 3000)
     args.rounds = args.rounds or (3 if args.quick else 7)
     args.batch = args.batch or (4 if args.quick else 16)
@@ -396,6 +444,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     if "a" in rows:
         results["a"] = row_a(args)
+    if "b" in rows:
+        results["b"] = row_b(args)
     if rows & {"c", "d", "e"}:
         results.update(rows_cde(args, rows))
     results["machine"]["load_avg_end"] = os.getloadavg()
