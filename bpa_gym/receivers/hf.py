@@ -213,7 +213,14 @@ class HFReceiver:
             ``"auto"`` keeps the device it is on.
         dtype: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), ``"float32"``,
             ``"bfloat16"``, ``"float16"`` or a ``torch.dtype``.  For a model
-            object, ``"auto"`` keeps its dtype.
+            object, ``"auto"`` keeps its dtype.  ``"bfloat16"`` on a CPU is an
+            opt-in, never the default: it halves the weights' memory and can be
+            faster on CPUs with native bfloat16 (AVX512-BF16, AMX), but on an
+            AVX2 CPU it was slower (SmolLM2, 16 GSM8K prompts, 256 tokens:
+            2.15x the CPU time of float32), and greedy answers differ from
+            float32's (13 of 16 texts, 9 of 16 extracted answers), so oracle
+            tables and caches built in float32 do not carry over (``identity``
+            records the dtype).  Measure with ``benchmarks/hf_receiver.py``.
         generation: Decoding settings (greedy by default).
         batch_size: Largest number of prompts per ``model.generate`` call.
         chat_template: ``"auto"`` uses the tokenizer's template when it has one;
@@ -225,13 +232,41 @@ class HFReceiver:
         top_p: Shortcut that overrides ``generation.top_p``.
         seed: Shortcut that overrides ``generation.seed``.
         name: Overrides the default name ``"hf:<id>"``.
-        num_threads: If given, calls ``torch.set_num_threads(num_threads)``
-            (process-wide).  On a CPU shared with other busy processes, 1 can
-            be many times faster than the default: every multi-threaded matmul
-            waits for its slowest thread, which may be descheduled.
+        num_threads: torch's intra-op thread count while this Receiver
+            generates: ``"auto"`` (default) is 1 on a CPU and torch's own
+            setting on CUDA; an integer is that count; ``None`` leaves torch's
+            setting alone.  torch's count is process-wide, so it is set only
+            for the span of each :meth:`generate` call and restored afterwards
+            (also on errors); building the Receiver changes nothing.  Why 1:
+            measured with ``benchmarks/hf_receiver.py`` (SmolLM2, 8 GSM8K
+            prompts, 32 tokens, a 2-core machine busy with other jobs), 1
+            thread took 0.21x the CPU time and 0.23x the wall time of torch's
+            default of 2 (per-round ratios 0.15-0.39), because every
+            multi-threaded op waits for its slowest, descheduled thread.  On an
+            idle multi-core machine more threads may win wall time: pass
+            ``num_threads=None`` (or a count) and rerun the benchmark there.
         neutralise_control_tokens: Break the tokenizer's special and added
             tokens inside message contents (default True; see :meth:`render`),
             so signals and items are plain text and cannot forge chat turns.
+        engine: How a batch is decoded.  ``"generate"`` (default):
+            ``model.generate`` on left-padded batches of ``batch_size``; a
+            batch decodes until its longest row ends.  ``"continuous"``:
+            transformers' continuous batching (``model.generate_batch``, a
+            paged KV cache sized for this call): all prompts go in one call, at
+            most ``batch_size`` rows at once, and a row that hits EOS frees its
+            slot for the next prompt.  transformers switches an ``eager``
+            model to paged attention for the call and restores it afterwards
+            (``sdpa`` is used as is).  The context check is the same; the
+            non-finite-logits check runs as a forward hook on the model (the
+            engine takes no custom logits processors).  Greedy float32 answers
+            equal ``"generate"``'s (SmolLM2: 16 of 16 GSM8K prompts); sampling
+            with a ``seed`` is reproducible but draws other samples.  Speed on
+            a 2-core AVX2 CPU (SmolLM2, 16 GSM8K prompts, 256 tokens, rows
+            ending after 6 to 256 tokens): the same CPU time as
+            ``"generate"`` at ``batch_size=8`` (1.00x) and 1.11x at 16; the
+            paged-attention bookkeeping eats the saved decode work there.  It
+            is meant for GPUs (flash/paged attention kernels).  Not for models
+            without ``generate_batch``.
 
     Raises:
         ModelNotFoundError: The model or tokenizer cannot be found (wrong id, or
