@@ -8,13 +8,17 @@ Greedy decoding is the default, so rewards are deterministic.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import math
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Literal, Sequence
 
 import torch
+from pydantic import Field
 
 from bpa_gym.common.torch_utils import resolve_device, resolve_dtype
 from bpa_gym.common.validation import Arguments, Bool, PositiveInt, Str, check
@@ -27,14 +31,52 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
+#: How many torch threads an HFReceiver uses while it generates (see ``HFReceiver``'s ``num_threads``).
+ThreadCount = Annotated[PositiveInt | Literal["auto"] | None,
+                        Field(description="an integer >= 1, 'auto' or None")]
+#: How an HFReceiver decodes a batch (see ``HFReceiver``'s ``engine``).
+Engine = Annotated[Literal["generate", "continuous"], Field(description="'generate' or 'continuous'")]
+ENGINES: tuple[str, ...] = ("generate", "continuous")
+#: The torch thread count ``num_threads="auto"`` uses on a CPU (see ``benchmarks/hf_receiver.py``).
+AUTO_CPU_THREADS = 1
+
+
 class _HFArgs(Arguments):
     generation: GenerationConfig | None = None
     batch_size: PositiveInt = 16
     chat_template: Str | None = "auto"
     trust_remote_code: Bool = False
     name: Str | None = None
-    num_threads: PositiveInt | None = None
+    num_threads: ThreadCount = "auto"
     neutralise_control_tokens: Bool = True
+    engine: Engine = "generate"
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the body with ``torch.set_num_threads(n)``, then restore the previous count; ``None`` changes nothing.
+
+    torch's intra-op thread count is process-wide, so a library should only
+    change it for the span of its own work.  Threads started inside the body
+    (the continuous-batching engine's worker) use ``n`` too.
+
+    Example:
+        >>> before = torch.get_num_threads()
+        >>> with torch_threads(1):
+        ...     torch.get_num_threads()
+        1
+        >>> torch.get_num_threads() == before
+        True
+    """
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _make_finite_logits_guard(name: str) -> Any:
@@ -60,6 +102,52 @@ def _make_finite_logits_guard(name: str) -> Any:
             return scores
 
     return FiniteLogitsGuard()
+
+
+#: Tokens per page of the continuous engine's paged KV cache.
+CONTINUOUS_PAGE_SIZE = 64
+#: The logger of transformers' continuous batching (it prints its own tracebacks).
+CONTINUOUS_LOGGER = "ContinuousBatchingLogger"
+
+
+class _FiniteLogitsHook:
+    """A forward hook for the continuous engine: raises ReceiverError on NaN/+inf logits (and remembers why).
+
+    ``generate_batch`` takes no logits processors of ours, so the check sits on
+    the model's output instead; it sees every logits row the engine computes.
+    The engine catches the exception in its worker thread and fails the
+    requests; :meth:`HFReceiver.generate` then raises the remembered message.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.message: str | None = None
+
+    def __call__(self, module: Any, args: Any, output: Any) -> None:
+        logits = getattr(output, "logits", None)
+        if logits is None:
+            return
+        scores = logits.detach().reshape(-1, logits.shape[-1])
+        bad = torch.isnan(scores).any(dim=-1) | torch.isposinf(scores).any(dim=-1)
+        bad |= ~torch.isfinite(scores).any(dim=-1)
+        if bool(bad.any()):
+            self.message = (
+                f"{self.name} produced non-finite logits (NaN or inf) in {int(bad.sum())} of {scores.shape[0]} "
+                "rows of a continuous-batching step; the model weights are likely corrupted (or the dtype "
+                "overflows: try dtype='float32'). Its answers are not scored."
+            )
+            raise ReceiverError(self.message)
+
+
+class _DropAfterGuard(logging.Filter):
+    """Drops transformers' error logs once our own guard has stopped the engine (we raise a clear error)."""
+
+    def __init__(self, guard: _FiniteLogitsHook) -> None:
+        super().__init__()
+        self.guard = guard
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.guard.message is None
 
 
 def _sha256_files(paths: Sequence[Path]) -> str:
@@ -125,7 +213,14 @@ class HFReceiver:
             ``"auto"`` keeps the device it is on.
         dtype: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), ``"float32"``,
             ``"bfloat16"``, ``"float16"`` or a ``torch.dtype``.  For a model
-            object, ``"auto"`` keeps its dtype.
+            object, ``"auto"`` keeps its dtype.  ``"bfloat16"`` on a CPU is an
+            opt-in, never the default: it halves the weights' memory and can be
+            faster on CPUs with native bfloat16 (AVX512-BF16, AMX), but on an
+            AVX2 CPU it was slower (SmolLM2, 16 GSM8K prompts, 256 tokens:
+            2.15x the CPU time of float32), and greedy answers differ from
+            float32's (13 of 16 texts, 9 of 16 extracted answers), so oracle
+            tables and caches built in float32 do not carry over (``identity``
+            records the dtype).  Measure with ``benchmarks/hf_receiver.py``.
         generation: Decoding settings (greedy by default).
         batch_size: Largest number of prompts per ``model.generate`` call.
         chat_template: ``"auto"`` uses the tokenizer's template when it has one;
@@ -137,13 +232,41 @@ class HFReceiver:
         top_p: Shortcut that overrides ``generation.top_p``.
         seed: Shortcut that overrides ``generation.seed``.
         name: Overrides the default name ``"hf:<id>"``.
-        num_threads: If given, calls ``torch.set_num_threads(num_threads)``
-            (process-wide).  On a CPU shared with other busy processes, 1 can
-            be many times faster than the default: every multi-threaded matmul
-            waits for its slowest thread, which may be descheduled.
+        num_threads: torch's intra-op thread count while this Receiver
+            generates: ``"auto"`` (default) is 1 on a CPU and torch's own
+            setting on CUDA; an integer is that count; ``None`` leaves torch's
+            setting alone.  torch's count is process-wide, so it is set only
+            for the span of each :meth:`generate` call and restored afterwards
+            (also on errors); building the Receiver changes nothing.  Why 1:
+            measured with ``benchmarks/hf_receiver.py`` (SmolLM2, 8 GSM8K
+            prompts, 32 tokens, a 2-core machine busy with other jobs), 1
+            thread took 0.21x the CPU time and 0.23x the wall time of torch's
+            default of 2 (per-round ratios 0.15-0.39), because every
+            multi-threaded op waits for its slowest, descheduled thread.  On an
+            idle multi-core machine more threads may win wall time: pass
+            ``num_threads=None`` (or a count) and rerun the benchmark there.
         neutralise_control_tokens: Break the tokenizer's special and added
             tokens inside message contents (default True; see :meth:`render`),
             so signals and items are plain text and cannot forge chat turns.
+        engine: How a batch is decoded.  ``"generate"`` (default):
+            ``model.generate`` on left-padded batches of ``batch_size``; a
+            batch decodes until its longest row ends.  ``"continuous"``:
+            transformers' continuous batching (``model.generate_batch``, a
+            paged KV cache sized for this call): all prompts go in one call, at
+            most ``batch_size`` rows at once, and a row that hits EOS frees its
+            slot for the next prompt.  transformers switches an ``eager``
+            model to paged attention for the call and restores it afterwards
+            (``sdpa`` is used as is).  The context check is the same; the
+            non-finite-logits check runs as a forward hook on the model (the
+            engine takes no custom logits processors).  Greedy float32 answers
+            equal ``"generate"``'s (SmolLM2: 16 of 16 GSM8K prompts); sampling
+            with a ``seed`` is reproducible but draws other samples.  Speed on
+            a 2-core AVX2 CPU (SmolLM2, 16 GSM8K prompts, 256 tokens, rows
+            ending after 6 to 256 tokens): the same CPU time as
+            ``"generate"`` at ``batch_size=8`` (1.00x) and 1.11x at 16; the
+            paged-attention bookkeeping eats the saved decode work there.  It
+            is meant for GPUs (flash/paged attention kernels).  Not for models
+            without ``generate_batch``.
 
     Raises:
         ModelNotFoundError: The model or tokenizer cannot be found (wrong id, or
@@ -171,16 +294,17 @@ class HFReceiver:
         top_p: float | None = None,
         seed: int | None = None,
         name: str | None = None,
-        num_threads: int | None = None,
+        num_threads: int | Literal["auto"] | None = "auto",
         neutralise_control_tokens: bool = True,
+        engine: Literal["generate", "continuous"] = "generate",
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         args = check(_HFArgs, type(self).__name__, generation=generation, batch_size=batch_size,
                      chat_template=chat_template, trust_remote_code=trust_remote_code, name=name,
-                     num_threads=num_threads, neutralise_control_tokens=neutralise_control_tokens)
-        if args.num_threads is not None:
-            torch.set_num_threads(args.num_threads)
+                     num_threads=num_threads, neutralise_control_tokens=neutralise_control_tokens, engine=engine)
+        self.num_threads: int | Literal["auto"] | None = args.num_threads
+        self.engine: Literal["generate", "continuous"] = args.engine
         self.generation = GenerationConfig.merged(args.generation, max_new_tokens=max_new_tokens,
                                                   temperature=temperature, top_p=top_p, seed=seed)
         self.batch_size = args.batch_size
@@ -220,6 +344,11 @@ class HFReceiver:
                 f"model must be a hub id, a local folder or a transformers PreTrainedModel, got {type(model).__name__}"
             )
         self.model.eval()
+        if self.engine == "continuous" and not callable(getattr(self.model, "generate_batch", None)):
+            raise ConfigError(
+                f"engine='continuous' needs transformers' continuous batching (model.generate_batch, "
+                f"transformers >= 5), which {type(self.model).__name__} lacks; use engine='generate'"
+            )
         self.model_id = model_id
         self.name = args.name or f"hf:{model_id}"
 
@@ -301,6 +430,8 @@ class HFReceiver:
             "generation": self.generation.as_dict(),
             "neutralise_control_tokens": self.neutralise_control_tokens,
         }
+        if self.engine != "generate":  # greedy answers agree with "generate" in float32, but not bit for bit by design
+            ident["engine"] = self.engine
         if revision is None:
             ident["weights_sha256"] = self.weights_sha256()
         return ident
@@ -308,7 +439,8 @@ class HFReceiver:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(name={self.name!r}, device={str(self.device)!r}, dtype={self.dtype}, "
-            f"batch_size={self.batch_size}, generation={self.generation})"
+            f"batch_size={self.batch_size}, engine={self.engine!r}, num_threads={self.num_threads!r}, "
+            f"generation={self.generation})"
         )
 
     def render(self, prompt: ChatPrompt) -> str:
@@ -355,7 +487,7 @@ class HFReceiver:
         return HFGenerationConfig(**kwargs)
 
     def generate(self, prompts: Sequence[ChatPrompt]) -> list[Generation]:
-        """Answer every prompt, in batches of at most ``batch_size``.
+        """Answer every prompt, at most ``batch_size`` at a time.
 
         Args:
             prompts: Chat prompts (lists of ``{"role", "content"}`` messages).
@@ -368,11 +500,14 @@ class HFReceiver:
 
             ``finish_reason`` is ``"length"`` when the row generated
             ``max_new_tokens`` tokens without EOS, else ``"stop"``.
+            ``latency_s`` is the wall time of the ``model.generate`` call (or
+            of the whole continuous-batching run) divided evenly over its prompts.
 
         Raises:
             ReceiverError: The device ran out of memory; a prompt plus
-                ``max_new_tokens`` does not fit the model's context; or the
-                model produced non-finite logits (corrupted weights).
+                ``max_new_tokens`` does not fit the model's context; the
+                model produced non-finite logits (corrupted weights); or the
+                continuous-batching engine failed a request.
         """
         validate_prompts(prompts, self.name)
         if not prompts:
@@ -383,14 +518,24 @@ class HFReceiver:
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
         config = self._hf_generation_config()
         results: dict[int, Generation] = {}
-        with torch.random.fork_rng(devices=self._rng_devices(), enabled=self.generation.seed is not None):
+        with torch_threads(self.threads_while_generating()), \
+                torch.random.fork_rng(devices=self._rng_devices(), enabled=self.generation.seed is not None):
             if self.generation.seed is not None:
                 torch.manual_seed(self.generation.seed)
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                for i, gen in zip(chunk, self._generate_batch([encoded[i] for i in chunk], config)):
-                    results[i] = gen
+            if self.engine == "continuous":
+                results = dict(zip(order, self._generate_continuous([encoded[i] for i in order], config)))
+            else:
+                for start in range(0, len(order), self.batch_size):
+                    chunk = order[start : start + self.batch_size]
+                    for i, gen in zip(chunk, self._generate_batch([encoded[i] for i in chunk], config)):
+                        results[i] = gen
         return [results[i] for i in range(len(prompts))]
+
+    def threads_while_generating(self) -> int | None:
+        """The torch thread count :meth:`generate` sets (and restores afterwards); ``None``: torch's, untouched."""
+        if self.num_threads == "auto":
+            return AUTO_CPU_THREADS if self.device.type == "cpu" else None
+        return self.num_threads
 
     def _check_context(self, encoded: list[list[int]]) -> None:
         limit = self.context_length
@@ -412,6 +557,17 @@ class HFReceiver:
             return [self.device.index if self.device.index is not None else torch.cuda.current_device()]
         return []
 
+    def _to_generation(self, prompt_ids: list[int], row: list[int], max_new_tokens: int,
+                       latency: float) -> Generation:
+        """One decoded row: cut after the first EOS, its finish reason, its token counts."""
+        eos = set(self.eos_token_ids)
+        n = next((k + 1 for k, tok in enumerate(row) if tok in eos), None)
+        stopped = n is not None or len(row) < max_new_tokens
+        n = len(row) if n is None else n
+        text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
+        return Generation(text=text, prompt_tokens=len(prompt_ids), completion_tokens=n, latency_s=latency,
+                          finish_reason="stop" if stopped else "length")
+
     def _generate_batch(self, batch: list[list[int]], config: Any) -> list[Generation]:
         padded = self.tokenizer.pad({"input_ids": batch}, padding=True, padding_side="left", return_tensors="pt")
         input_ids = padded["input_ids"].to(self.device)
@@ -432,15 +588,69 @@ class HFReceiver:
             torch.cuda.synchronize(self.device)
         latency = (time.perf_counter() - t0) / len(batch)
         new_tokens = out[:, input_ids.shape[1] :].tolist()
-        eos = set(self.eos_token_ids)
-        generations = []
-        for prompt_ids, row in zip(batch, new_tokens):
-            n = next((k + 1 for k, tok in enumerate(row) if tok in eos), None)
-            stopped = n is not None or len(row) < config.max_new_tokens
-            n = len(row) if n is None else n
-            text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
-            generations.append(
-                Generation(text=text, prompt_tokens=len(prompt_ids), completion_tokens=n, latency_s=latency,
-                           finish_reason="stop" if stopped else "length")
+        return [self._to_generation(ids, row, config.max_new_tokens, latency) for ids, row in zip(batch, new_tokens)]
+
+    def _continuous_batching_config(self, encoded: list[list[int]]) -> Any:
+        """A paged KV cache sized for this call: ``batch_size`` of the longest rows at once, nothing more.
+
+        Left to itself, transformers sizes the cache from free memory (on a CPU
+        host: many GB, and ~15 s of allocation per call).
+        """
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        rows = min(self.batch_size, len(encoded))
+        max_new = self.generation.max_new_tokens
+        pages = sorted((math.ceil((len(ids) + max_new) / CONTINUOUS_PAGE_SIZE) for ids in encoded), reverse=True)
+        prompt_tokens = sorted((len(ids) for ids in encoded), reverse=True)
+        return ContinuousBatchingConfig(
+            page_size=CONTINUOUS_PAGE_SIZE,
+            num_blocks=sum(pages[:rows]) + 1,
+            max_batch_tokens=sum(prompt_tokens[:rows]) + rows,
+            max_requests_per_batch=rows,
+            # Prefix sharing would reuse KV blocks computed in another batch composition: exactness first.
+            allow_block_sharing=False,
+        )
+
+    def _generate_continuous(self, encoded: list[list[int]], config: Any) -> list[Generation]:
+        """All prompts through ``model.generate_batch`` (continuous batching); results in ``encoded``'s order."""
+        guard = _FiniteLogitsHook(self.name)
+        handle = self.model.register_forward_hook(guard)
+        log_filter = _DropAfterGuard(guard)
+        cb_logger = logging.getLogger(CONTINUOUS_LOGGER)
+        cb_logger.addFilter(log_filter)
+        t0 = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                outputs = self.model.generate_batch(
+                    inputs=encoded, generation_config=config,
+                    continuous_batching_config=self._continuous_batching_config(encoded),
+                    warmup=self.device.type == "cuda", progress_bar=False,
+                )
+        except torch.cuda.OutOfMemoryError as e:
+            raise ReceiverError(
+                f"{self.name} ran out of GPU memory in continuous batching ({len(encoded)} prompts, at most "
+                f"{self.batch_size} at once); lower batch_size or max_new_tokens, or use a smaller dtype"
+            ) from e
+        finally:
+            handle.remove()
+            cb_logger.removeFilter(log_filter)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        latency = (time.perf_counter() - t0) / len(encoded)
+        if guard.message is not None:
+            raise ReceiverError(guard.message)
+        results = list(outputs.values())
+        failed = [r for r in results if r.error is not None or not r.is_finished()]
+        if len(results) != len(encoded) or failed:
+            why = failed[0].error if failed else f"{len(encoded) - len(results)} results missing"
+            raise ReceiverError(
+                f"{self.name}: the continuous-batching engine failed {max(len(failed), len(encoded) - len(results))} "
+                f"of {len(encoded)} requests ({why}); no answer of this call is scored. engine='generate' avoids it."
             )
+        generations = []
+        for ids, result in zip(encoded, results):
+            if list(result.prompt_ids) != list(ids):  # results come back in input order; make sure
+                raise ReceiverError(f"{self.name}: the continuous-batching engine returned results out of order")
+            generations.append(self._to_generation(ids, list(result.generated_tokens),
+                                                   config.max_new_tokens, latency))
         return generations
