@@ -466,11 +466,14 @@ class BayesPersuasionLLMEnv(gym.Env):
         return OracleTableRegret(self.oracle_table, comparator, env=self)  # refuses a table of another setup
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        seed = check_value(Seed, seed, "seed", f"{type(self).__name__}.reset()")
+        if seed is not None:
+            seed = check_value(Seed, seed, "seed", f"{type(self).__name__}.reset()")
         if options is not None and not isinstance(options, dict):
             raise ConfigError(f"{type(self).__name__}.reset(): invalid argument\n  - options = {options!r:.80}: "
                               "must be a dict such as {'item_index': 3} or None")
-        item_index = check(ResetOptions, f"{type(self).__name__}.reset() options", **(options or {})).item_index
+        item_index = None
+        if options:  # the common reset(), with no options, skips the model
+            item_index = check(ResetOptions, f"{type(self).__name__}.reset() options", **options).item_index
         if item_index is not None:
             try:
                 item_index = check_value(Seed, item_index, "item_index", f"{type(self).__name__}.reset() options")
