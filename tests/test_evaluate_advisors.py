@@ -53,10 +53,14 @@ def ppo_checkpoint(gpt2_dir, tmp_path):
     ac, tok = P.make_policy(args.policy, args.tokenizer, seed=0)
     ref = P.make_reference(ac)
     _perturb(ac)
-    env = gym.make("BayesPersuasion-Identity-v0")
-    env.reset(seed=0)
+    from bpa_gym.envs.llm_vector import BayesPersuasionLLMVectorEnv
+
+    # ppo_text checkpoints the item streams of the vector env it steps (a text view of the env)
+    venv = BayesPersuasionLLMVectorEnv.from_env(gym.make("BayesPersuasion-Identity-v0"), args.batch_size,
+                                                signals="text")
+    venv.reset(seed=0)
     optimizer = torch.optim.Adam(ac.parameters(), lr=1e-5)
-    P.save_checkpoint(tmp_path, 7, ac, ref, optimizer, P.KLController(0.05, 6.0, 10000), env, args)
+    P.save_checkpoint(tmp_path, 7, ac, ref, optimizer, P.KLController(0.05, 6.0, 10000), venv, args)
     return tmp_path, ac, tok, args
 
 
