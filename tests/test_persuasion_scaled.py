@@ -168,3 +168,12 @@ def test_no_scheme_beats_the_optimum(seed, n_states, n_actions, spiky):
     sup = tolerance_supremum(g)
     assert opt.value - 1e-9 * spread <= sup
     assert values.max() <= sup + 1e-9 * spread
+
+
+@pytest.mark.parametrize("seed, n_states, n_actions, spiky", [(1556, 2, 4, True), (303479, 2, 4, False)])
+def test_optimum_is_never_below_the_benchmarks_even_by_round_off(seed, n_states, n_actions, spiky):
+    """Games the fuzzer found: the LP's scheme was 3e-12 below the no-information scheme (HiGHS round-off);
+    the optimum now returns the best of the LP and both benchmark schemes, so V* >= them exactly."""
+    g = TabularGame(*_game(np.random.default_rng(seed), n_states, n_actions, spiky))
+    assert g.optimum.value >= max(no_information_value(g), full_information_value(g))
+    assert g.optimum.scheme.shape == (n_states, n_actions)
