@@ -39,6 +39,39 @@ from bpa_gym.oracles import RegretOracle
 #: The four TensorBoard scalar tags written with ``log_dir``.
 TB_TAGS: tuple[str, ...] = ("regret/cumulative", "regret/bound", "regret/ratio", "reward/mean")
 
+
+class RegretLog:
+    """The TensorBoard scalars of a regret count (:data:`TB_TAGS`), written by ``SummaryWriter``.
+
+    Shared by :class:`RegretWrapper` and
+    :class:`~bpa_gym.wrappers.vector_regret.VectorRegretWrapper`.
+
+    Args:
+        log_dir: The TensorBoard folder.
+
+    Attributes:
+        last_step: The step (play count) of the last write (0 before any).
+    """
+
+    def __init__(self, log_dir: str | os.PathLike) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.log_dir = os.fspath(log_dir)
+        self._writer = SummaryWriter(self.log_dir)
+        self.last_step = 0
+
+    def write(self, t: int, regret: dict, reward_sum: float) -> None:
+        """Write ``regret``'s cumulative, bound and ratio and the mean reward at step ``t``."""
+        values = (regret["cumulative"], regret["bound"], regret["ratio"], reward_sum / max(t, 1))
+        for tag, value in zip(TB_TAGS, values):
+            self._writer.add_scalar(tag, value, global_step=t)
+        self.last_step = t
+
+    def close(self) -> None:
+        """Flush and close the writer."""
+        self._writer.flush()
+        self._writer.close()
+
 _ORACLE_ENVS = "BayesPersuasion-Tabular-v0 and BayesPersuasion-Prosecutor-v0 (exact LP)"
 
 
@@ -102,11 +135,7 @@ class RegretWrapper(gym.Wrapper):
         self.bound_constant = args.bound_constant
         self.log_every = args.log_every
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
-        self._writer = None
-        if self.log_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(self.log_dir)
+        self._tb = None if log_dir is None else RegretLog(log_dir)
         self.reset_regret()
 
     @property
@@ -125,7 +154,6 @@ class RegretWrapper(gym.Wrapper):
         self._instant = 0.0
         self.cumulative_regret = 0.0
         self.reward_sum = 0.0
-        self._last_logged = 0
 
     def regret_info(self) -> dict[str, float]:
         """The current ``info["regret"]`` values (``instant`` is of the last step)."""
@@ -146,24 +174,17 @@ class RegretWrapper(gym.Wrapper):
         self.reward_sum += float(reward)
         info = dict(info)
         info["regret"] = self.regret_info()
-        if self._writer is not None and (self.t % self.log_every == 0 or self.t & (self.t - 1) == 0):
-            self._log(info["regret"])
+        if self._tb is not None and (self.t % self.log_every == 0 or self.t & (self.t - 1) == 0):
+            self._tb.write(self.t, info["regret"], self.reward_sum)
         return obs, reward, terminated, truncated, info
-
-    def _log(self, reg: dict[str, float]) -> None:
-        values = (reg["cumulative"], reg["bound"], reg["ratio"], self.reward_sum / max(self.t, 1))
-        for tag, value in zip(TB_TAGS, values):
-            self._writer.add_scalar(tag, value, global_step=self.t)
-        self._last_logged = self.t
 
     def close(self) -> None:
         """Log the last step (if not yet logged), flush and close the writer, close the env."""
-        if self._writer is not None:
-            if self.t > self._last_logged:
-                self._log(self.regret_info())
-            self._writer.flush()
-            self._writer.close()
-            self._writer = None
+        if self._tb is not None:
+            if self.t > self._tb.last_step:
+                self._tb.write(self.t, self.regret_info(), self.reward_sum)
+            self._tb.close()
+            self._tb = None
         super().close()
 
 

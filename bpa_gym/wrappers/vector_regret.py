@@ -44,12 +44,13 @@ from gymnasium.vector.utils import iterate
 from bpa_gym.common.validation import Arguments, PositiveFloat, PositiveInt, check
 from bpa_gym.errors import ConfigError, OracleUnavailableError
 from bpa_gym.oracles import RegretOracle
-from bpa_gym.wrappers.regret import regret_bound
+from bpa_gym.wrappers.regret import TB_TAGS, RegretLog, regret_bound
 
 __all__ = ["VECTOR_TB_TAGS", "VectorRegretWrapper"]
 
 #: TensorBoard scalar tags written with ``log_dir`` (the step is ``t``, the number of plays).
-VECTOR_TB_TAGS: tuple[str, ...] = ("regret/cumulative", "regret/bound", "regret/ratio", "reward/mean")
+#: The same tags as :data:`~bpa_gym.wrappers.regret.TB_TAGS` (one :class:`~bpa_gym.wrappers.regret.RegretLog` writes both).
+VECTOR_TB_TAGS: tuple[str, ...] = TB_TAGS
 
 
 class _Args(Arguments):
@@ -93,11 +94,7 @@ class VectorRegretWrapper(VectorWrapper):
         self.bound_constant = float(args.bound_constant)
         self.log_every = int(args.log_every)
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
-        self._writer = None
-        if self.log_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(self.log_dir)
+        self._tb = None if log_dir is None else RegretLog(log_dir)
         self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         self.reset_regret()
 
@@ -118,7 +115,6 @@ class VectorRegretWrapper(VectorWrapper):
         self._instant = np.zeros(self.num_envs)
         self._played = np.zeros(self.num_envs, dtype=np.bool_)
         self._autoreset = np.zeros(self.num_envs, dtype=np.bool_)
-        self._last_logged = 0
 
     def regret_info(self) -> dict[str, Any]:
         """The current ``info["regret"]`` (``instant`` and ``played`` are of the last step)."""
@@ -156,25 +152,17 @@ class VectorRegretWrapper(VectorWrapper):
         self.reward_sum += float(np.asarray(rewards, dtype=np.float64)[played].sum())
         info = dict(info)
         info["regret"] = self.regret_info()
-        if self._writer is not None and self.t > 0 and (before == 0 or self.t // self.log_every > before // self.log_every):
-            self._log()
+        if self._tb is not None and self.t > 0 and (before == 0 or self.t // self.log_every > before // self.log_every):
+            self._tb.write(self.t, info["regret"], self.reward_sum)
         return obs, rewards, terminated, truncated, info
-
-    def _log(self) -> None:
-        reg = self.regret_info()
-        values = (reg["cumulative"], reg["bound"], reg["ratio"], self.reward_sum / max(self.t, 1))
-        for tag, value in zip(VECTOR_TB_TAGS, values):
-            self._writer.add_scalar(tag, value, self.t)
-        self._last_logged = self.t
 
     def close(self, **kwargs: Any) -> None:
         """Log the last plays (if not yet logged), flush and close the writer, close the env."""
-        if self._writer is not None:
-            if self.t > self._last_logged:
-                self._log()
-            self._writer.flush()
-            self._writer.close()
-            self._writer = None
+        if self._tb is not None:
+            if self.t > self._tb.last_step:
+                self._tb.write(self.t, self.regret_info(), self.reward_sum)
+            self._tb.close()
+            self._tb = None
         super().close(**kwargs)
 
 
